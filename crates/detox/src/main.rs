@@ -1,0 +1,58 @@
+//! `detox`: measure and reduce the toxicity of language models.
+//!
+//! The binary only parses arguments and wires the library crates together:
+//! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores.
+
+mod models_cmd;
+mod score_cmd;
+mod spec;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Measure and reduce the toxicity of language models, locally.
+#[derive(Debug, Parser)]
+#[command(name = "detox", version, about, long_about = None)]
+struct Cli {
+    /// Never download: use cached models and local paths only (also DETOX_OFFLINE=1).
+    #[arg(long, global = true, env = "DETOX_OFFLINE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    offline: bool,
+
+    /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "DETOX_LOG")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Score texts: JSONL, CSV/TSV or plain lines in, JSONL with per-attribute scores out.
+    Score(score_cmd::ScoreArgs),
+    /// List, pull and locate the models detox knows by name.
+    #[command(subcommand)]
+    Models(models_cmd::ModelsCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Score(args) => score_cmd::run(args, cli.offline),
+        Command::Models(cmd) => models_cmd::run(cmd, cli.offline),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! `detox score`: texts in, one JSONL line per input record out.
+
+use crate::spec;
+use anyhow::{Context, Result};
+use clap::Args;
+use detox_core::{Activation, Scorer};
+use detox_io::{error_line, scored_line, Format, InputReader, Row};
+use detox_scorers::ClassifierOptions;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Input file (JSONL, CSV, TSV or text lines); `-` or nothing reads stdin.
+    pub input: Option<PathBuf>,
+
+    /// The field (JSONL, dotted paths allowed: `prompt.text`) or column (CSV/TSV) holding the text.
+    #[arg(long, default_value = "text")]
+    pub field: String,
+
+    /// Input format: auto (from the extension, else the first byte), jsonl, csv, tsv, lines.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+
+    /// Write JSONL here (atomically: a temporary file renamed at the end) instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+
+    /// The scorer: a registry name (`detox models list`), a Hugging Face classifier folder,
+    /// or a Detoxify .ckpt.
+    #[arg(long, default_value = spec::DEFAULT_SCORER)]
+    pub scorer: String,
+
+    /// Folder with the base config.json and tokenizer of a Detoxify checkpoint.
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+
+    /// Texts per forward pass (sorted by length to cut padding).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Cut texts to this many tokens (default and maximum: the model's limit).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+
+    /// Override how logits become scores: sigmoid (multi-label) or softmax.
+    #[arg(long)]
+    pub activation: Option<String>,
+
+    /// Exit 0 even when some lines could not be scored (they still get an "error" line).
+    #[arg(long)]
+    pub allow_errors: bool,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    scored: usize,
+    errors: usize,
+    truncated: usize,
+    tokens: usize,
+}
+
+enum Sink {
+    Stdout(BufWriter<std::io::Stdout>),
+    File {
+        w: BufWriter<File>,
+        tmp: PathBuf,
+        dest: PathBuf,
+    },
+}
+
+impl Sink {
+    fn open(output: Option<&Path>) -> Result<Self> {
+        match output {
+            None => Ok(Sink::Stdout(BufWriter::new(std::io::stdout()))),
+            Some(dest) => {
+                let name = dest
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "output".into());
+                let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+                let f = File::create(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?;
+                Ok(Sink::File {
+                    w: BufWriter::new(f),
+                    tmp,
+                    dest: dest.to_path_buf(),
+                })
+            }
+        }
+    }
+
+    fn line(&mut self, s: &str) -> std::io::Result<()> {
+        let w: &mut dyn Write = match self {
+            Sink::Stdout(w) => w,
+            Sink::File { w, .. } => w,
+        };
+        w.write_all(s.as_bytes())?;
+        w.write_all(b"\n")
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::Stdout(mut w) => {
+                w.flush()?;
+                Ok(())
+            }
+            Sink::File { mut w, tmp, dest } => {
+                w.flush()?;
+                w.get_ref().sync_all()?;
+                drop(w);
+                std::fs::rename(&tmp, &dest)
+                    .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))
+            }
+        }
+    }
+}
+
+fn score_chunk(
+    scorer: &dyn Scorer,
+    chunk: &mut Vec<Row>,
+    sink: &mut Sink,
+    tally: &mut Tally,
+) -> Result<()> {
+    let texts: Vec<&str> = chunk
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|i| i.text.as_str()))
+        .collect();
+    let scores = if texts.is_empty() {
+        Vec::new()
+    } else {
+        scorer.score(&texts)?
+    };
+    let attrs = &scorer.info().attributes;
+    let mut it = scores.into_iter();
+    for row in chunk.drain(..) {
+        match row {
+            Ok(item) => {
+                let s = it
+                    .next()
+                    .context("the scorer returned fewer scores than texts")?;
+                tally.scored += 1;
+                tally.tokens += s.tokens;
+                tally.truncated += usize::from(s.truncated);
+                sink.line(&scored_line(&item.record, attrs, &s.values))?;
+            }
+            Err(e) => {
+                tally.errors += 1;
+                tracing::debug!("{}", e.message);
+                sink.line(&error_line(&e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
+    spec::set_threads(args.threads);
+    let activation = match &args.activation {
+        None => None,
+        Some(a) => Some(Activation::parse(a).with_context(|| {
+            format!("--activation: `{a}` is neither sigmoid nor softmax")
+        })?),
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let opts = ClassifierOptions {
+        batch_size: args.batch_size.max(1),
+        activation,
+        max_length: args.max_length,
+        // Small batches leave cores idle inside one forward pass: run batches side by side.
+        parallel_batches: if args.batch_size < 8 { threads } else { 1 },
+    };
+
+    // Open the input before loading the model, so a typo fails fast.
+    let stdin_name = "stdin";
+    let (reader, name, total_bytes): (Box<dyn Read>, String, Option<u64>) = match &args.input {
+        Some(p) if p.as_os_str() != "-" => {
+            let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), p.display().to_string(), len)
+        }
+        _ => (Box::new(std::io::stdin()), stdin_name.to_string(), None),
+    };
+    let mut buffered = BufReader::with_capacity(1 << 16, reader);
+    let format = match Format::parse(&args.format).map_err(anyhow::Error::msg)? {
+        Some(f) => f,
+        None => {
+            let head = buffered.fill_buf().context("cannot read input")?;
+            Format::detect(args.input.as_deref().filter(|p| p.as_os_str() != "-"), head)
+        }
+    };
+    let counting = CountingReader {
+        inner: buffered,
+        count: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let bytes_read = counting.count.clone();
+    let rows = InputReader::new(counting, format, &args.field, &name)?;
+
+    let t_load = Instant::now();
+    let scorer = spec::load(&args.scorer, args.base.as_deref(), opts, offline)?;
+    tracing::info!(
+        "loaded {} in {:.2}s: {}",
+        scorer.info().id,
+        t_load.elapsed().as_secs_f64(),
+        scorer.info().description
+    );
+
+    let mut sink = Sink::open(args.output.as_deref())?;
+    let bar = match total_bytes {
+        Some(n) => {
+            let b = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} scoring [{bar:30}] {percent}% {msg} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b
+        }
+        None => {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} scoring {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b
+        }
+    };
+    let chunk_size = (args.batch_size * 16).max(256);
+    let mut chunk: Vec<Row> = Vec::with_capacity(chunk_size);
+    let mut tally = Tally::default();
+    let t0 = Instant::now();
+    let update = |tally: &Tally, bar: &ProgressBar| {
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{} texts, {:.0}/s",
+            tally.scored + tally.errors,
+            tally.scored as f64 / secs
+        ));
+        bar.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
+    };
+    for row in rows {
+        chunk.push(row?);
+        if chunk.len() >= chunk_size {
+            score_chunk(scorer.as_ref(), &mut chunk, &mut sink, &mut tally)?;
+            update(&tally, &bar);
+        }
+    }
+    score_chunk(scorer.as_ref(), &mut chunk, &mut sink, &mut tally)?;
+    bar.finish_and_clear();
+    sink.finish()?;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "detox: scored {} texts in {:.2}s ({:.1} texts/s, {} tokens); {} truncated to {} tokens; {} errors",
+        tally.scored,
+        secs,
+        tally.scored as f64 / secs.max(1e-9),
+        tally.tokens,
+        tally.truncated,
+        scorer
+            .info()
+            .max_tokens
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-".into()),
+        tally.errors
+    );
+    if tally.errors > 0 && !args.allow_errors {
+        eprintln!(
+            "detox: {} lines could not be scored (see their \"error\" field); pass --allow-errors to exit 0",
+            tally.errors
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Counts bytes read, for the progress bar.
+struct CountingReader<R> {
+    inner: R,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}

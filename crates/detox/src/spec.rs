@@ -1,0 +1,82 @@
+//! Turning a `--scorer` value (a registry name, a path, `default`) into a loaded scorer.
+
+use anyhow::{Context, Result};
+use detox_core::Scorer;
+use detox_hub::{Hub, PullOptions};
+use detox_scorers::{load_scorer, read_checkpoint_meta, ClassifierOptions};
+use std::path::{Path, PathBuf};
+
+/// The scorer every command uses when `--scorer` is not given.
+pub const DEFAULT_SCORER: &str = "default";
+
+/// Prints hub messages on stderr.
+pub fn notify(msg: &str) {
+    eprintln!("detox: {msg}");
+}
+
+/// Sets the number of compute threads (matrix products and tokenization) for this process.
+pub fn set_threads(threads: Option<usize>) {
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        // candle's matrix products read RAYON_NUM_THREADS; set it before any pool starts.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+}
+
+/// Resolves a scorer spec to a local path, pulling registry models unless offline.
+pub fn resolve_path(spec: &str, offline: bool) -> Result<PathBuf> {
+    let hub = Hub::from_env();
+    let opts = PullOptions {
+        offline,
+        ..Default::default()
+    };
+    if spec == DEFAULT_SCORER {
+        anyhow::bail!(
+            "the built-in scorer is not available yet; pass --scorer PATH (a Hugging Face classifier folder or a Detoxify .ckpt) or a registry name from `detox models list`"
+        );
+    }
+    Ok(hub.resolve(spec, &opts, &notify)?)
+}
+
+/// For a Detoxify checkpoint without its base config beside it, finds the base model
+/// (`bert-base-uncased`, ...) in the registry.
+fn detoxify_base(path: &Path, offline: bool) -> Result<Option<PathBuf>> {
+    let ckpt = if path.is_file() {
+        path.to_path_buf()
+    } else {
+        return Ok(None);
+    };
+    if ckpt.parent().map(|p| p.join("config.json").exists()).unwrap_or(false) {
+        return Ok(None);
+    }
+    let meta = read_checkpoint_meta(&ckpt)?;
+    let Some(model_type) = meta.pointer("/config/arch/args/model_type").and_then(|v| v.as_str())
+    else {
+        return Ok(None);
+    };
+    let hub = Hub::from_env();
+    if hub.entry(model_type).is_none() {
+        return Ok(None);
+    }
+    let opts = PullOptions {
+        offline,
+        ..Default::default()
+    };
+    Ok(Some(hub.resolve(model_type, &opts, &notify)?))
+}
+
+/// Loads the scorer a spec names.
+pub fn load(
+    spec: &str,
+    base: Option<&Path>,
+    opts: ClassifierOptions,
+    offline: bool,
+) -> Result<Box<dyn Scorer>> {
+    let path = resolve_path(spec, offline)?;
+    let base = match base {
+        Some(b) => Some(b.to_path_buf()),
+        None => detoxify_base(&path, offline)?,
+    };
+    load_scorer(&path, base.as_deref(), opts)
+        .with_context(|| format!("cannot load scorer `{spec}`"))
+}
