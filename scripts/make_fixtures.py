@@ -11,6 +11,7 @@ Usage (from the repository root):
     python3 -m venv .venv-ref
     .venv-ref/bin/pip install torch transformers tokenizers safetensors
     .venv-ref/bin/python scripts/make_fixtures.py
+    .venv-ref/bin/python scripts/make_fixtures.py --minilm "$(detox models path all-minilm-l6-v2)"
 
 Everything is seeded: running it again gives the same files for the same library versions.
 """
@@ -241,7 +242,31 @@ def save_model(model, dirname, safetensors=True):
         torch.save(model.state_dict(), os.path.join(dirname, "pytorch_model.bin"))
 
 
+def minilm_embeddings(model_dir):
+    """Mean-pooled all-MiniLM-L6-v2 embeddings of a few texts, for the real-weights test."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    texts = TEXTS[:22]
+    rows = []
+    with torch.no_grad():
+        for t in texts:
+            enc = tok(t, truncation=True, max_length=512, return_tensors="pt")
+            h = model(**enc).last_hidden_state[0]
+            rows.append(h.mean(0).tolist())
+    path = os.path.join(ROOT, "crates", "detox", "tests", "fixtures", "minilm-embeddings.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"texts": texts, "embeddings": rows, "transformers_version": transformers.__version__}, f, ensure_ascii=False)
+        f.write("\n")
+    print("minilm-embeddings:", len(texts), "texts")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--minilm":
+        minilm_embeddings(sys.argv[2])
+        return
     os.makedirs(OUT, exist_ok=True)
     tmp = os.path.join(OUT, ".tmp")
     clean(tmp)

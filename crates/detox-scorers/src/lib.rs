@@ -16,11 +16,13 @@
 
 pub mod classifier;
 pub mod detoxify;
+pub mod embed;
 pub mod models;
 pub mod tokenize;
 
 pub use classifier::{ClassifierOptions, EncoderScorer};
 pub use detoxify::{load_detoxify, read_checkpoint_meta};
+pub use embed::SentenceEncoder;
 
 use detox_core::Scorer;
 use std::path::Path;

@@ -16,6 +16,11 @@ pub fn notify(msg: &str) {
 
 /// Sets the number of compute threads (matrix products and tokenization) for this process.
 pub fn set_threads(threads: Option<usize>) {
+    // candle's element-wise thread pool spins while idle, taking cycles from the matrix products
+    // on small machines; park its threads at once unless the user chose otherwise.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+    }
     if let Some(n) = threads.filter(|&n| n > 0) {
         // candle's matrix products read RAYON_NUM_THREADS; set it before any pool starts.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());

