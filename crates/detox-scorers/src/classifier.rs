@@ -17,8 +17,9 @@ pub struct ClassifierOptions {
     pub activation: Option<Activation>,
     /// Cut texts to this many tokens (capped at the model's limit).
     pub max_length: Option<usize>,
-    /// Run sub-batches on this many threads at once (each with single-threaded kernels).
-    /// 1 runs one batch at a time with multi-threaded matrix products.
+    /// Run up to this many batches at once on the rayon pool. Best paired with single-threaded
+    /// kernels (`RAYON_NUM_THREADS=1` for candle's matrix products, as `detox` sets it); 1 runs
+    /// one batch at a time, leaving parallelism to the kernels.
     pub parallel_batches: usize,
 }
 
@@ -43,7 +44,9 @@ pub struct EncoderScorer {
 
 impl std::fmt::Debug for EncoderScorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncoderScorer").field("info", &self.info).finish()
+        f.debug_struct("EncoderScorer")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -99,7 +102,9 @@ impl EncoderScorer {
             });
         }
         let labels = config.labels(model.num_labels).unwrap_or_else(|| {
-            (0..model.num_labels).map(|i| format!("LABEL_{i}")).collect()
+            (0..model.num_labels)
+                .map(|i| format!("LABEL_{i}"))
+                .collect()
         });
         let activation = opts.activation.unwrap_or(match config.problem_type() {
             Some("multi_label_classification") => Activation::Sigmoid,
@@ -112,7 +117,15 @@ impl EncoderScorer {
             model.hidden,
             wpath.display()
         );
-        Self::from_parts(model, dir, labels, activation, &dir.display().to_string(), description, opts)
+        Self::from_parts(
+            model,
+            dir,
+            labels,
+            activation,
+            &dir.display().to_string(),
+            description,
+            opts,
+        )
     }
 
     /// Assembles a scorer from a loaded model whose tokenizer lives in `tokenizer_dir`.
@@ -181,7 +194,10 @@ impl EncoderScorer {
         };
         let results: Vec<Vec<Vec<f32>>> = if self.opts.parallel_batches > 1 && chunks.len() > 1 {
             use rayon::prelude::*;
-            chunks.par_iter().map(|c| run(c)).collect::<Result<_, _>>()?
+            chunks
+                .par_iter()
+                .map(|c| run(c))
+                .collect::<Result<_, _>>()?
         } else {
             chunks.iter().map(|c| run(c)).collect::<Result<_, _>>()?
         };

@@ -41,7 +41,9 @@ fn pickle_to_json(obj: Object) -> Value {
         Object::Unicode(s) => Value::String(s),
         Object::Bool(b) => Value::Bool(b),
         Object::None => Value::Null,
-        Object::Tuple(v) | Object::List(v) => Value::Array(v.into_iter().map(pickle_to_json).collect()),
+        Object::Tuple(v) | Object::List(v) => {
+            Value::Array(v.into_iter().map(pickle_to_json).collect())
+        }
         Object::Dict(kv) => {
             let mut m = Map::new();
             for (k, v) in kv {
@@ -72,7 +74,11 @@ pub fn read_checkpoint_meta(path: &Path) -> Result<Value, LoadError> {
     let mut zip = zip::ZipArchive::new(BufReader::new(f))
         .map_err(|e| err(format!("not a PyTorch zip checkpoint: {e}")))?;
     let name = (0..zip.len())
-        .filter_map(|i| zip.name_for_index(i).and_then(|r| r.ok()).map(|s| s.to_string()))
+        .filter_map(|i| {
+            zip.name_for_index(i)
+                .and_then(|r| r.ok())
+                .map(|s| s.to_string())
+        })
         .find(|n| n.ends_with("data.pkl"))
         .ok_or_else(|| err("no data.pkl inside".into()))?;
     let entry = zip.by_name(&name).map_err(|e| err(e.to_string()))?;
@@ -169,7 +175,10 @@ pub fn load_detoxify(
     let config = HfConfig::from_file(&config_path)?;
     let config_arch = config.arch()?;
     let compatible = config_arch == arch
-        || matches!((config_arch, arch), (Arch::XlmRoberta, Arch::Roberta) | (Arch::Roberta, Arch::XlmRoberta));
+        || matches!(
+            (config_arch, arch),
+            (Arch::XlmRoberta, Arch::Roberta) | (Arch::Roberta, Arch::XlmRoberta)
+        );
     if !compatible {
         return Err(LoadError::Config(format!(
             "{}: model_type `{}` does not match the checkpoint's {}",

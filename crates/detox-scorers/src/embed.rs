@@ -20,7 +20,11 @@ pub struct SentenceEncoder {
 
 impl SentenceEncoder {
     /// Loads the encoder of a Hugging Face folder (a head, if any, is ignored).
-    pub fn from_hf_dir(dir: &Path, batch_size: usize, max_length: Option<usize>) -> Result<Self, LoadError> {
+    pub fn from_hf_dir(
+        dir: &Path,
+        batch_size: usize,
+        max_length: Option<usize>,
+    ) -> Result<Self, LoadError> {
         let config = HfConfig::from_file(&dir.join("config.json"))?;
         let weights = Weights::load(&weights_file(dir)?, None, &Device::Cpu)?;
         let model = load_encoder(&config, &weights, &Device::Cpu)?;

@@ -65,9 +65,10 @@ impl TextTokenizer {
         } else {
             return Err(LoadError::Tokenizer {
                 path: dir.display().to_string(),
-                message: "no tokenizer.json (nor vocab.txt, nor vocab.json + merges.txt); save one with \
+                message:
+                    "no tokenizer.json (nor vocab.txt, nor vocab.json + merges.txt); save one with \
                           `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)` in transformers"
-                    .into(),
+                        .into(),
             });
         };
         Self::new(inner, max_tokens).map_err(|e| tok_err(dir, e))
@@ -142,22 +143,35 @@ fn wordpiece_from_vocab(dir: &Path) -> Result<Tokenizer, LoadError> {
         .build()
         .map_err(|e| tok_err(&vocab, e))?;
     let mut tok = Tokenizer::new(model);
-    tok.with_normalizer(Some(BertNormalizer::new(true, chinese, strip_accents, lower)))
-        .map_err(|e| tok_err(&vocab, e))?;
+    tok.with_normalizer(Some(BertNormalizer::new(
+        true,
+        chinese,
+        strip_accents,
+        lower,
+    )))
+    .map_err(|e| tok_err(&vocab, e))?;
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     let id = |t: &str| {
-        tok.token_to_id(t)
-            .ok_or_else(|| tok_err(&vocab, format!("special token `{t}` is not in the vocabulary")))
+        tok.token_to_id(t).ok_or_else(|| {
+            tok_err(
+                &vocab,
+                format!("special token `{t}` is not in the vocabulary"),
+            )
+        })
     };
     let (sep_id, cls_id) = (id(&sep)?, id(&cls)?);
-    tok.with_post_processor(Some(BertProcessing::new((sep.clone(), sep_id), (cls.clone(), cls_id))));
+    tok.with_post_processor(Some(BertProcessing::new(
+        (sep.clone(), sep_id),
+        (cls.clone(), cls_id),
+    )));
     tok.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
     let specials: Vec<AddedToken> = [pad, unk, cls, sep, mask]
         .into_iter()
         .filter(|t| tok.token_to_id(t).is_some())
         .map(|t| AddedToken::from(t, true))
         .collect();
-    tok.add_special_tokens(specials).map_err(|e| tok_err(&vocab, e))?;
+    tok.add_special_tokens(specials)
+        .map_err(|e| tok_err(&vocab, e))?;
     Ok(tok)
 }
 
@@ -176,8 +190,12 @@ fn bpe_from_files(dir: &Path) -> Result<Tokenizer, LoadError> {
     tok.with_pre_tokenizer(Some(ByteLevel::new(add_prefix_space, true, true)));
     tok.with_decoder(Some(ByteLevel::default()));
     let id = |t: &str| {
-        tok.token_to_id(t)
-            .ok_or_else(|| tok_err(&vocab, format!("special token `{t}` is not in the vocabulary")))
+        tok.token_to_id(t).ok_or_else(|| {
+            tok_err(
+                &vocab,
+                format!("special token `{t}` is not in the vocabulary"),
+            )
+        })
     };
     let (sep_id, cls_id) = (id("</s>")?, id("<s>")?);
     tok.with_post_processor(Some(
@@ -193,6 +211,7 @@ fn bpe_from_files(dir: &Path) -> Result<Tokenizer, LoadError> {
     if tok.token_to_id("<mask>").is_some() {
         specials.push(AddedToken::from("<mask>", true).lstrip(true));
     }
-    tok.add_special_tokens(specials).map_err(|e| tok_err(&vocab, e))?;
+    tok.add_special_tokens(specials)
+        .map_err(|e| tok_err(&vocab, e))?;
     Ok(tok)
 }

@@ -77,7 +77,11 @@ fn check_hf(name: &str) {
                 .iter()
                 .map(|v| v.as_u64().unwrap() as u32)
                 .collect();
-            assert_eq!(en.ids, want_ids, "{name}: token ids of text {i} {:?}", texts[i]);
+            assert_eq!(
+                en.ids, want_ids,
+                "{name}: token ids of text {i} {:?}",
+                texts[i]
+            );
             assert_eq!(
                 en.truncated,
                 e["truncated"][i].as_bool().unwrap(),
@@ -120,7 +124,8 @@ fn distilbert_matches_transformers() {
 #[test]
 fn long_texts_are_truncated_and_counted() {
     let e = expected("bert");
-    let scorer = EncoderScorer::from_hf_dir(&fixture("bert"), ClassifierOptions::default()).unwrap();
+    let scorer =
+        EncoderScorer::from_hf_dir(&fixture("bert"), ClassifierOptions::default()).unwrap();
     let long = texts(&e).pop().unwrap();
     let out = scorer.score(&[long.as_str(), "short"]).unwrap();
     assert!(out[0].truncated);
@@ -136,7 +141,9 @@ fn long_texts_are_truncated_and_counted() {
         },
     )
     .unwrap();
-    let out = scorer.score(&["one two three four five six seven eight nine"]).unwrap();
+    let out = scorer
+        .score(&["one two three four five six seven eight nine"])
+        .unwrap();
     assert!(out[0].truncated);
     assert_eq!(out[0].tokens, 8);
 }
@@ -204,7 +211,12 @@ fn check_detoxify(dir: &str, ckpt: &str) {
 fn detoxify_original_checkpoint_matches_transformers() {
     check_detoxify("detoxify-original", "original-tiny.ckpt");
     // A folder holding one checkpoint loads too.
-    let s = load_scorer(&fixture("detoxify-original"), None, ClassifierOptions::default()).unwrap();
+    let s = load_scorer(
+        &fixture("detoxify-original"),
+        None,
+        ClassifierOptions::default(),
+    )
+    .unwrap();
     assert_eq!(s.info().attributes[0], "toxicity");
     assert_eq!(s.info().attributes[5], "identity_attack");
 }
@@ -218,7 +230,11 @@ fn detoxify_unbiased_checkpoint_matches_transformers() {
 fn detoxify_without_base_config_names_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("original.ckpt");
-    std::fs::copy(fixture("detoxify-original").join("original-tiny.ckpt"), &ckpt).unwrap();
+    std::fs::copy(
+        fixture("detoxify-original").join("original-tiny.ckpt"),
+        &ckpt,
+    )
+    .unwrap();
     let err = load_scorer(&ckpt, None, ClassifierOptions::default())
         .err()
         .unwrap();
@@ -256,14 +272,22 @@ fn bad_folders_give_clear_errors() {
 
     // Corrupt weights.
     std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();
-    std::fs::copy(fixture("bert").join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        fixture("bert").join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
     assert!(load_scorer(dir.path(), None, ClassifierOptions::default()).is_err());
 
     // An unsupported architecture.
     let cfg = std::fs::read_to_string(fixture("bert").join("config.json"))
         .unwrap()
         .replace("\"model_type\": \"bert\"", "\"model_type\": \"gpt2\"");
-    std::fs::copy(fixture("bert").join("model.safetensors"), dir.path().join("model.safetensors")).unwrap();
+    std::fs::copy(
+        fixture("bert").join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("config.json"), cfg).unwrap();
     let err = load_scorer(dir.path(), None, ClassifierOptions::default())
         .err()

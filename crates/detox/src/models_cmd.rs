@@ -68,7 +68,10 @@ pub fn run(cmd: ModelsCmd, offline: bool) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!("cache: {}", hub.root().display());
-                println!("{:<28} {:<11} {:<7} {:<48} DESCRIPTION", "NAME", "KIND", "CACHED", "SOURCES");
+                println!(
+                    "{:<28} {:<11} {:<7} {:<48} DESCRIPTION",
+                    "NAME", "KIND", "CACHED", "SOURCES"
+                );
                 for e in hub.entries() {
                     let sources: Vec<String> = e.sources.iter().map(|s| s.describe()).collect();
                     println!(

@@ -164,24 +164,21 @@ fn score_chunk(
 }
 
 pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
-    spec::set_threads(args.threads);
+    let threads = spec::set_threads(args.threads);
     let activation = match &args.activation {
         None => None,
-        Some(a) => Some(Activation::parse(a).with_context(|| {
-            format!("--activation: `{a}` is neither sigmoid nor softmax")
-        })?),
+        Some(a) => Some(
+            Activation::parse(a)
+                .with_context(|| format!("--activation: `{a}` is neither sigmoid nor softmax"))?,
+        ),
     };
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let opts = ClassifierOptions {
         batch_size: args.batch_size.max(1),
         activation,
         max_length: args.max_length,
-        // Small batches leave cores idle inside one forward pass: run batches side by side.
-        parallel_batches: if args.batch_size < 8 { threads } else { 1 },
+        // Batches run side by side, one per core, each with single-threaded kernels: on the
+        // short texts toxicity scoring sees, that beats splitting each matrix product.
+        parallel_batches: threads,
     };
 
     // Open the input before loading the model, so a typo fails fast.
@@ -240,8 +237,11 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
             b
         }
     };
-    let chunk_size = (args.batch_size * 16).max(256);
-    let mut chunk: Vec<Row> = Vec::with_capacity(chunk_size);
+    // Chunks grow while they take under a second (big chunks keep every core busy to the end),
+    // and stay small for slow models so the progress bar moves.
+    let max_chunk = (args.batch_size * 64).max(1024);
+    let mut chunk_size = (args.batch_size * 8 * threads).clamp(64, max_chunk);
+    let mut chunk: Vec<Row> = Vec::with_capacity(max_chunk);
     let mut tally = Tally::default();
     let t0 = Instant::now();
     let update = |tally: &Tally, bar: &ProgressBar| {
@@ -256,8 +256,12 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
     for row in rows {
         chunk.push(row?);
         if chunk.len() >= chunk_size {
+            let t = Instant::now();
             score_chunk(scorer.as_ref(), &mut chunk, &mut sink, &mut tally)?;
             update(&tally, &bar);
+            if t.elapsed().as_secs_f64() < 1.0 {
+                chunk_size = (chunk_size * 2).min(max_chunk);
+            }
         }
     }
     score_chunk(scorer.as_ref(), &mut chunk, &mut sink, &mut tally)?;

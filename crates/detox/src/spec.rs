@@ -14,18 +14,25 @@ pub fn notify(msg: &str) {
     eprintln!("detox: {msg}");
 }
 
-/// Sets the number of compute threads (matrix products and tokenization) for this process.
-pub fn set_threads(threads: Option<usize>) {
-    // candle's element-wise thread pool spins while idle, taking cycles from the matrix products
-    // on small machines; park its threads at once unless the user chose otherwise.
+/// Sets up compute threads for this process and returns how many there are: a rayon pool of
+/// `threads` (default: all cores) that runs batches side by side, while candle's kernels run
+/// single-threaded inside each batch (no nested pools fighting over the same cores).
+pub fn set_threads(threads: Option<usize>) -> usize {
+    let n = threads.filter(|&n| n > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    // candle reads these on every matrix product / element-wise op; set them before any runs.
+    std::env::set_var("RAYON_NUM_THREADS", "1");
+    std::env::set_var("CANDLE_NUM_THREADS", "1");
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
     }
-    if let Some(n) = threads.filter(|&n| n > 0) {
-        // candle's matrix products read RAYON_NUM_THREADS; set it before any pool starts.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
-    }
+    n
 }
 
 /// Resolves a scorer spec to a local path, pulling registry models unless offline.
@@ -51,11 +58,17 @@ fn detoxify_base(path: &Path, offline: bool) -> Result<Option<PathBuf>> {
     } else {
         return Ok(None);
     };
-    if ckpt.parent().map(|p| p.join("config.json").exists()).unwrap_or(false) {
+    if ckpt
+        .parent()
+        .map(|p| p.join("config.json").exists())
+        .unwrap_or(false)
+    {
         return Ok(None);
     }
     let meta = read_checkpoint_meta(&ckpt)?;
-    let Some(model_type) = meta.pointer("/config/arch/args/model_type").and_then(|v| v.as_str())
+    let Some(model_type) = meta
+        .pointer("/config/arch/args/model_type")
+        .and_then(|v| v.as_str())
     else {
         return Ok(None);
     };

@@ -81,11 +81,17 @@ fn jsonl_every_line_gets_an_output_line_in_order() {
     assert_eq!(rows[1]["id"], 2);
     assert!(rows[1]["scores"]["toxic"].is_number());
     assert_eq!(rows[2]["line"], 3);
-    assert!(rows[2]["error"].as_str().unwrap().starts_with("line 3: invalid JSON"));
+    assert!(rows[2]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("line 3: invalid JSON"));
     assert_eq!(rows[3]["id"], 4, "the record is kept beside its error");
     assert_eq!(rows[3]["error"], "line 4: missing field `text`");
     assert_eq!(rows[4]["id"], 6);
-    assert!(rows[4]["scores"]["toxic"].is_number(), "empty text is scored");
+    assert!(
+        rows[4]["scores"]["toxic"].is_number(),
+        "empty text is scored"
+    );
     assert!(stderr.contains("scored 3 texts"), "{stderr}");
     assert!(stderr.contains("2 errors"), "{stderr}");
     assert!(stderr.contains("--allow-errors"), "{stderr}");
@@ -108,14 +114,25 @@ fn csv_column_and_atomic_output_file() {
     .unwrap();
     let output = dir.path().join("scores.jsonl");
     let out = bin()
-        .args(["score", "--field", "comment", "--batch-size", "2", "--scorer"])
+        .args([
+            "score",
+            "--field",
+            "comment",
+            "--batch-size",
+            "2",
+            "--scorer",
+        ])
         .arg(fixture_model("distilbert"))
         .arg(&input)
         .arg("--output")
         .arg(&output)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty(), "results go to the file");
     let rows = lines(&std::fs::read(&output).unwrap());
     assert_eq!(rows.len(), 3);
@@ -139,7 +156,10 @@ fn csv_column_and_atomic_output_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("comments.csv: line 1: no column `body`"), "{err}");
+    assert!(
+        err.contains("comments.csv: line 1: no column `body`"),
+        "{err}"
+    );
     assert!(err.contains("id, comment"), "{err}");
 }
 
@@ -156,7 +176,14 @@ fn plain_lines_with_invalid_utf8_and_a_detoxify_checkpoint() {
     let attrs: Vec<&String> = rows[0]["scores"].as_object().unwrap().keys().collect();
     assert_eq!(
         attrs,
-        vec!["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
+        vec![
+            "toxicity",
+            "severe_toxicity",
+            "obscene",
+            "threat",
+            "insult",
+            "identity_attack"
+        ]
     );
     assert_eq!(rows[1]["error"], "line 2: invalid UTF-8 at byte 0");
     assert_eq!(rows[2]["text"], "");

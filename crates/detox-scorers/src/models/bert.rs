@@ -6,7 +6,7 @@
 
 use super::config::HfConfig;
 use super::layers::{Block, LayerNorm, Linear, SelfAttention};
-use super::{base_weights, Arch, EncoderClassifier, Embeddings, Head, Weights};
+use super::{base_weights, Arch, Embeddings, EncoderClassifier, Head, Weights};
 use candle_core::Result;
 
 /// Shapes shared by BERT and RoBERTa configs.
@@ -40,7 +40,8 @@ pub(crate) fn load_blocks(c: &HfConfig, w: &Weights, d: &Dims) -> Result<Vec<Blo
     (0..d.layers)
         .map(|i| {
             let p = format!("encoder.layer.{i}");
-            let lin = |name: &str, i_dim, o_dim| Linear::load(w, &format!("{p}.{name}"), i_dim, o_dim);
+            let lin =
+                |name: &str, i_dim, o_dim| Linear::load(w, &format!("{p}.{name}"), i_dim, o_dim);
             Ok(Block {
                 attn: SelfAttention::new(
                     lin("attention.self.query", d.hidden, d.hidden)?,
@@ -50,7 +51,12 @@ pub(crate) fn load_blocks(c: &HfConfig, w: &Weights, d: &Dims) -> Result<Vec<Blo
                     d.hidden,
                     d.heads,
                 )?,
-                ln1: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), d.hidden, d.eps)?,
+                ln1: LayerNorm::load(
+                    w,
+                    &format!("{p}.attention.output.LayerNorm"),
+                    d.hidden,
+                    d.eps,
+                )?,
                 ff1: lin("intermediate.dense", d.hidden, d.inter)?,
                 ff2: lin("output.dense", d.inter, d.hidden)?,
                 ln2: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), d.hidden, d.eps)?,
@@ -61,11 +67,21 @@ pub(crate) fn load_blocks(c: &HfConfig, w: &Weights, d: &Dims) -> Result<Vec<Blo
 }
 
 /// Loads the embeddings under `w` (`embeddings.*`), with RoBERTa's offset when given.
-pub(crate) fn load_embeddings(w: &Weights, d: &Dims, padding_idx: Option<u32>) -> Result<Embeddings> {
+pub(crate) fn load_embeddings(
+    w: &Weights,
+    d: &Dims,
+    padding_idx: Option<u32>,
+) -> Result<Embeddings> {
     let word = w.get("embeddings.word_embeddings.weight", (d.vocab, d.hidden))?;
-    let position = w.get("embeddings.position_embeddings.weight", (d.positions, d.hidden))?;
+    let position = w.get(
+        "embeddings.position_embeddings.weight",
+        (d.positions, d.hidden),
+    )?;
     let token_type = if w.contains("embeddings.token_type_embeddings.weight") {
-        Some(w.get_any("embeddings.token_type_embeddings.weight")?.get(0)?)
+        Some(
+            w.get_any("embeddings.token_type_embeddings.weight")?
+                .get(0)?,
+        )
     } else {
         None
     };
@@ -98,6 +114,13 @@ pub fn load(c: &HfConfig, weights: &Weights) -> Result<EncoderClassifier> {
     };
     let pad = c.usize("pad_token_id").unwrap_or(0) as u32;
     Ok(EncoderClassifier::assemble(
-        Arch::Bert, embeddings, blocks, head, num_labels, d.hidden, d.positions, pad,
+        Arch::Bert,
+        embeddings,
+        blocks,
+        head,
+        num_labels,
+        d.hidden,
+        d.positions,
+        pad,
     ))
 }

@@ -60,16 +60,17 @@ impl HfConfig {
 
     /// An unsigned integer field.
     pub fn usize(&self, key: &str) -> Option<usize> {
-        self.value.get(key).and_then(|v| v.as_u64()).map(|v| v as usize)
+        self.value
+            .get(key)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
     }
 
     /// The first of several integer fields that is present, or an error naming the first.
     pub fn usize_any(&self, keys: &[&str]) -> Result<usize> {
-        keys.iter()
-            .find_map(|k| self.usize(k))
-            .ok_or_else(|| {
-                candle_core::Error::Msg(format!("{}: missing field `{}`", self.source, keys[0]))
-            })
+        keys.iter().find_map(|k| self.usize(k)).ok_or_else(|| {
+            candle_core::Error::Msg(format!("{}: missing field `{}`", self.source, keys[0]))
+        })
     }
 
     /// A float field.
@@ -119,7 +120,11 @@ impl HfConfig {
     pub fn labels(&self, n: usize) -> Option<Vec<String>> {
         let map = self.value.get("id2label")?.as_object()?;
         (0..n)
-            .map(|i| map.get(&i.to_string()).and_then(|v| v.as_str()).map(String::from))
+            .map(|i| {
+                map.get(&i.to_string())
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
             .collect()
     }
 

@@ -4,7 +4,7 @@
 use super::bert::head_labels;
 use super::config::HfConfig;
 use super::layers::{Block, LayerNorm, Linear, SelfAttention};
-use super::{base_weights, Arch, EncoderClassifier, Embeddings, Head, Weights};
+use super::{base_weights, Arch, Embeddings, EncoderClassifier, Head, Weights};
 use candle_core::Result;
 
 /// Loads a DistilBERT checkpoint.
@@ -17,7 +17,11 @@ pub fn load(c: &HfConfig, weights: &Weights) -> Result<EncoderClassifier> {
     let positions = c.usize_any(&["max_position_embeddings"])?;
     let eps = 1e-12;
     let act = c.act()?;
-    let w = base_weights(weights, Arch::DistilBert, "embeddings.word_embeddings.weight");
+    let w = base_weights(
+        weights,
+        Arch::DistilBert,
+        "embeddings.word_embeddings.weight",
+    );
     let embeddings = Embeddings::new(
         w.get("embeddings.word_embeddings.weight", (vocab, hidden))?,
         w.get("embeddings.position_embeddings.weight", (positions, hidden))?,
@@ -28,7 +32,8 @@ pub fn load(c: &HfConfig, weights: &Weights) -> Result<EncoderClassifier> {
     let blocks = (0..layers)
         .map(|i| {
             let p = format!("transformer.layer.{i}");
-            let lin = |name: &str, i_dim, o_dim| Linear::load(&w, &format!("{p}.{name}"), i_dim, o_dim);
+            let lin =
+                |name: &str, i_dim, o_dim| Linear::load(&w, &format!("{p}.{name}"), i_dim, o_dim);
             Ok(Block {
                 attn: SelfAttention::new(
                     lin("attention.q_lin", hidden, hidden)?,
@@ -59,6 +64,13 @@ pub fn load(c: &HfConfig, weights: &Weights) -> Result<EncoderClassifier> {
     };
     let pad = c.usize("pad_token_id").unwrap_or(0) as u32;
     Ok(EncoderClassifier::assemble(
-        Arch::DistilBert, embeddings, blocks, head, num_labels, hidden, positions, pad,
+        Arch::DistilBert,
+        embeddings,
+        blocks,
+        head,
+        num_labels,
+        hidden,
+        positions,
+        pad,
     ))
 }

@@ -3,7 +3,7 @@
 //! libm functions for both; these branch-free versions let the compiler use SIMD and run on
 //! AVX2/FMA when the CPU has it (checked at run time), at about 1e-7 relative error.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -16,7 +16,8 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 #[inline(always)]
 pub fn exp(x0: f32) -> f32 {
     let x = x0.clamp(-87.0, 88.0);
-    let n = (x * LOG2_E).round();
+    // Round to nearest by the 1.5 * 2^23 trick (|x * log2 e| < 2^22 here), which vectorises.
+    let n = (x * LOG2_E + 12_582_912.0) - 12_582_912.0;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Horner form of sum r^k / k!, k = 0..=7.
     let mut p = 1.0 / 5040.0;
@@ -56,6 +57,7 @@ fn gelu_erf_scalar(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+#[inline(always)]
 fn gelu_slice_generic(src: &[f32], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = gelu_erf_scalar(s);
@@ -68,7 +70,19 @@ unsafe fn gelu_slice_avx2(src: &[f32], dst: &mut [f32]) {
     gelu_slice_generic(src, dst)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_slice_avx512(src: &[f32], dst: &mut [f32]) {
+    gelu_slice_generic(src, dst)
+}
+
 fn gelu_slice(src: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        unsafe { gelu_slice_avx512(src, dst) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
@@ -78,16 +92,14 @@ fn gelu_slice(src: &[f32], dst: &mut [f32]) {
     gelu_slice_generic(src, dst)
 }
 
+#[inline(always)]
 fn softmax_rows_generic(src: &[f32], dst: &mut [f32], width: usize) {
     for (s, d) in src.chunks_exact(width).zip(dst.chunks_exact_mut(width)) {
-        let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
+        let max = max_lanes(s);
         for (o, &v) in d.iter_mut().zip(s) {
-            let e = exp(v - max);
-            *o = e;
-            sum += e;
+            *o = exp(v - max);
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum_lanes(d);
         for o in d.iter_mut() {
             *o *= inv;
         }
@@ -100,7 +112,19 @@ unsafe fn softmax_rows_avx2(src: &[f32], dst: &mut [f32], width: usize) {
     softmax_rows_generic(src, dst, width)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn softmax_rows_avx512(src: &[f32], dst: &mut [f32], width: usize) {
+    softmax_rows_generic(src, dst, width)
+}
+
 fn softmax_rows(src: &[f32], dst: &mut [f32], width: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        unsafe { softmax_rows_avx512(src, dst, width) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
@@ -221,7 +245,11 @@ mod tests {
         }
         assert!(worst < 5e-7, "max abs erf error {worst}");
         assert!(erf(0.0).abs() < 2e-7);
-        let t = Tensor::new(&[-3.0f32, -1.0, 0.0, 0.5, 2.0, 10.0], &candle_core::Device::Cpu).unwrap();
+        let t = Tensor::new(
+            &[-3.0f32, -1.0, 0.0, 0.5, 2.0, 10.0],
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         let ours = gelu_erf(&t).unwrap().to_vec1::<f32>().unwrap();
         let theirs = t.gelu_erf().unwrap().to_vec1::<f32>().unwrap();
         for (a, b) in ours.iter().zip(&theirs) {
@@ -231,12 +259,17 @@ mod tests {
 
     #[test]
     fn softmax_matches_candle_including_masked_entries() {
-        let data: Vec<f32> = (0..4 * 37).map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0).collect();
+        let data: Vec<f32> = (0..4 * 37)
+            .map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0)
+            .collect();
         let mut data = data;
         data[3] = f32::MIN;
         let t = Tensor::from_vec(data, (4, 37), &candle_core::Device::Cpu).unwrap();
         let ours = softmax_last_dim(&t).unwrap().to_vec2::<f32>().unwrap();
-        let theirs = candle_nn::ops::softmax_last_dim(&t).unwrap().to_vec2::<f32>().unwrap();
+        let theirs = candle_nn::ops::softmax_last_dim(&t)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (r1, r2) in ours.iter().zip(&theirs) {
             for (a, b) in r1.iter().zip(r2) {
                 assert!((a - b).abs() < 1e-6);
@@ -267,5 +300,417 @@ mod tests {
             1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)
         };
         v.copysign(x)
+    }
+}
+
+/// Dot product with eight independent accumulators, so it vectorises without fast-math.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        let (Ok(x), Ok(y)) = (<&[f32; 8]>::try_from(x), <&[f32; 8]>::try_from(y)) else {
+            continue;
+        };
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// Largest element, with eight independent lanes (vectorises).
+#[inline(always)]
+fn max_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let c = xs.chunks_exact(8);
+    let r = c.remainder();
+    for x in c {
+        if let Ok(x) = <&[f32; 8]>::try_from(x) {
+            for l in 0..8 {
+                acc[l] = acc[l].max(x[l]);
+            }
+        }
+    }
+    r.iter().copied().fold(
+        acc.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        f32::max,
+    )
+}
+
+/// Sum, with eight independent lanes (vectorises).
+#[inline(always)]
+fn sum_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let c = xs.chunks_exact(8);
+    let r = c.remainder();
+    for x in c {
+        if let Ok(x) = <&[f32; 8]>::try_from(x) {
+            for l in 0..8 {
+                acc[l] += x[l];
+            }
+        }
+    }
+    acc.iter().sum::<f32>() + r.iter().sum::<f32>()
+}
+
+/// Self-attention of one sequence: `qkv` is [L, 3, H, D] (the fused projection's output rows),
+/// keys beyond `n` are masked, `out` is [L, H * D].
+#[inline(always)]
+fn attend_generic(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads: usize, d: usize) {
+    let hidden = heads * d;
+    let n = n.max(1);
+    // Per head, gather K and V into contiguous [n, d] blocks, so every inner loop is unit-stride.
+    let mut k = vec![0f32; n * d];
+    let mut v = vec![0f32; n * d];
+    let mut p = vec![0f32; n];
+    for h in 0..heads {
+        for (j, (kj, vj)) in k.chunks_exact_mut(d).zip(v.chunks_exact_mut(d)).enumerate() {
+            kj.copy_from_slice(&qkv[(j * 3 + 1) * hidden + h * d..][..d]);
+            vj.copy_from_slice(&qkv[(j * 3 + 2) * hidden + h * d..][..d]);
+        }
+        for i in 0..l {
+            let q = &qkv[i * 3 * hidden + h * d..][..d];
+            for (pj, kj) in p.iter_mut().zip(k.chunks_exact(d)) {
+                *pj = dot(q, kj);
+            }
+            let max = max_lanes(&p);
+            for pj in p.iter_mut() {
+                *pj = exp(*pj - max);
+            }
+            let inv = 1.0 / sum_lanes(&p);
+            let o = &mut out[i * hidden + h * d..][..d];
+            o.fill(0.0);
+            for (&pj, vj) in p.iter().zip(v.chunks_exact(d)) {
+                let w = pj * inv;
+                for (oc, vc) in o.iter_mut().zip(vj) {
+                    *oc += w * vc;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads: usize, d: usize) {
+    attend_generic(qkv, out, l, n, heads, d)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn attend_avx512(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads: usize, d: usize) {
+    attend_generic(qkv, out, l, n, heads, d)
+}
+
+fn attend(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads: usize, d: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        unsafe { attend_avx512(qkv, out, l, n, heads, d) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        unsafe { attend_avx2(qkv, out, l, n, heads, d) };
+        return;
+    }
+    attend_generic(qkv, out, l, n, heads, d)
+}
+
+struct FusedAttention<'a> {
+    lengths: &'a [usize],
+    heads: usize,
+    head_dim: usize,
+}
+
+impl CustomOp1 for FusedAttention<'_> {
+    fn name(&self) -> &'static str {
+        "detox-fused-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout, self.name())?;
+        let (b, l, three_hidden) = layout.shape().dims3()?;
+        let hidden = self.heads * self.head_dim;
+        if three_hidden != 3 * hidden || self.lengths.len() != b {
+            candle_core::bail!(
+                "{}: shape {:?} does not match the heads or lengths",
+                self.name(),
+                layout.shape()
+            );
+        }
+        let mut dst = vec![0f32; b * l * hidden];
+        let per_in = l * three_hidden;
+        let per_out = l * hidden;
+        let run = |(i, o): (usize, &mut [f32])| {
+            let n = self.lengths[i].min(l);
+            attend(
+                &src[i * per_in..][..per_in],
+                o,
+                l,
+                n,
+                self.heads,
+                self.head_dim,
+            );
+        };
+        if b > 1 && src.len() >= PAR_MIN {
+            dst.par_chunks_mut(per_out).enumerate().for_each(run);
+        } else {
+            dst.chunks_mut(per_out).enumerate().for_each(run);
+        }
+        Ok((CpuStorage::F32(dst), Shape::from((b, l, hidden))))
+    }
+}
+
+/// Masked multi-head self-attention straight from the fused QKV projection [B, L, 3 * H * D]
+/// (queries pre-scaled), keys of row `b` limited to its first `lengths[b]` tokens.
+/// Returns the context [B, L, H * D]. CPU f32 only: callers fall back to matrix products.
+pub fn fused_attention(
+    qkv: &Tensor,
+    lengths: &[usize],
+    heads: usize,
+    head_dim: usize,
+) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1_no_bwd(&FusedAttention {
+        lengths,
+        heads,
+        head_dim,
+    })
+}
+
+/// Whether the fused attention kernel applies (CPU, f32, sequences short enough that the
+/// direct loops beat batched matrix products).
+pub fn fused_attention_applies(x: &Tensor, seq_len: usize) -> bool {
+    on_cpu_f32(x) && seq_len <= 160
+}
+
+fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a mut [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: only f32 is supported");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: input must be contiguous");
+    };
+    Ok(&mut data[start..end])
+}
+
+/// Runs `f` over rows of `width`, in parallel when there is enough work.
+fn for_rows(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if data.len() >= PAR_MIN {
+        let rows = data.len() / width;
+        let per = rows.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        data.par_chunks_mut(per * width)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (r, row) in chunk.chunks_exact_mut(width).enumerate() {
+                    f(c * per + r, row)
+                }
+            });
+    } else {
+        for (r, row) in data.chunks_exact_mut(width).enumerate() {
+            f(r, row)
+        }
+    }
+}
+
+#[inline(always)]
+fn bias_gelu_row(row: &mut [f32], bias: &[f32]) {
+    for (x, b) in row.iter_mut().zip(bias) {
+        *x = gelu_erf_scalar(*x + b);
+    }
+}
+
+#[inline(always)]
+fn bias_row(row: &mut [f32], bias: &[f32]) {
+    for (x, b) in row.iter_mut().zip(bias) {
+        *x += b;
+    }
+}
+
+#[inline(always)]
+fn residual_ln_row(row: &mut [f32], res: &[f32], bias: &[f32], w: &[f32], beta: &[f32], eps: f32) {
+    for ((x, r), b) in row.iter_mut().zip(res).zip(bias) {
+        *x += r + b;
+    }
+    let n = row.len() as f32;
+    let mean = sum_lanes(row) / n;
+    let mut acc = [0f32; 8];
+    let c = row.chunks_exact(8);
+    let rem = c.remainder();
+    for x in c {
+        if let Ok(x) = <&[f32; 8]>::try_from(x) {
+            for l in 0..8 {
+                let d = x[l] - mean;
+                acc[l] += d * d;
+            }
+        }
+    }
+    let var =
+        (acc.iter().sum::<f32>() + rem.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>()) / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((x, g), b) in row.iter_mut().zip(w).zip(beta) {
+        *x = (*x - mean) * inv * g + b;
+    }
+}
+
+macro_rules! dispatch {
+    ($generic:ident, $avx512:ident, $avx2:ident, ($($arg:ident : $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn $avx512($($arg: $ty),*) { $generic($($arg),*) }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2($($arg: $ty),*) { $generic($($arg),*) }
+    };
+}
+
+dispatch!(bias_gelu_row, bias_gelu_row_avx512, bias_gelu_row_avx2, (row: &mut [f32], bias: &[f32]));
+dispatch!(residual_ln_row, residual_ln_row_avx512, residual_ln_row_avx2,
+    (row: &mut [f32], res: &[f32], bias: &[f32], w: &[f32], beta: &[f32], eps: f32));
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Avx512,
+    Avx2,
+    Base,
+}
+
+fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return Level::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Base
+}
+
+/// In place: `x = gelu_erf(x + bias)` (`gelu = false`: `x = x + bias`), row by row.
+pub struct BiasAct<'a> {
+    /// One value per column.
+    pub bias: &'a [f32],
+    /// Whether to apply exact GELU after the bias.
+    pub gelu: bool,
+}
+
+impl InplaceOp1 for BiasAct<'_> {
+    fn name(&self) -> &'static str {
+        "detox-bias-act"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let data = contiguous_f32_mut(storage, layout, "detox-bias-act")?;
+        let width = self.bias.len();
+        if width == 0 || data.len() % width != 0 {
+            candle_core::bail!("detox-bias-act: bias of {width} for {} values", data.len());
+        }
+        let lv = level();
+        let gelu = self.gelu;
+        for_rows(data, width, |_, row| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: `level` checked the CPU features.
+                match (lv, gelu) {
+                    (Level::Avx512, true) => {
+                        return unsafe { bias_gelu_row_avx512(row, self.bias) }
+                    }
+                    (Level::Avx2, true) => return unsafe { bias_gelu_row_avx2(row, self.bias) },
+                    _ => {}
+                }
+            }
+            let _ = lv;
+            if gelu {
+                bias_gelu_row(row, self.bias)
+            } else {
+                bias_row(row, self.bias)
+            }
+        });
+        Ok(())
+    }
+}
+
+/// In place: `x = LayerNorm(x + bias + residual)`, row by row.
+pub struct BiasResidualNorm<'a> {
+    /// The dense layer's bias.
+    pub bias: &'a [f32],
+    /// Layer norm scale.
+    pub weight: &'a [f32],
+    /// Layer norm shift.
+    pub beta: &'a [f32],
+    /// Layer norm epsilon.
+    pub eps: f32,
+}
+
+impl InplaceOp2 for BiasResidualNorm<'_> {
+    fn name(&self) -> &'static str {
+        "detox-bias-residual-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        rs: &CpuStorage,
+        rl: &Layout,
+    ) -> Result<()> {
+        let res = contiguous_f32(rs, rl, self.name())?;
+        let data = contiguous_f32_mut(dst, dst_l, "detox-bias-residual-norm")?;
+        let width = self.bias.len();
+        if width == 0 || data.len() % width != 0 || res.len() != data.len() {
+            candle_core::bail!("detox-bias-residual-norm: shapes do not match");
+        }
+        let lv = level();
+        for_rows(data, width, |r, row| {
+            let rr = &res[r * width..][..width];
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: `level` checked the CPU features.
+                match lv {
+                    Level::Avx512 => {
+                        return unsafe {
+                            residual_ln_row_avx512(
+                                row,
+                                rr,
+                                self.bias,
+                                self.weight,
+                                self.beta,
+                                self.eps,
+                            )
+                        }
+                    }
+                    Level::Avx2 => {
+                        return unsafe {
+                            residual_ln_row_avx2(
+                                row,
+                                rr,
+                                self.bias,
+                                self.weight,
+                                self.beta,
+                                self.eps,
+                            )
+                        }
+                    }
+                    Level::Base => {}
+                }
+            }
+            let _ = lv;
+            residual_ln_row(row, rr, self.bias, self.weight, self.beta, self.eps)
+        });
+        Ok(())
     }
 }

@@ -9,6 +9,8 @@ use candle_core::{DType, Device, Result, Tensor, D};
 pub struct Linear {
     w_t: Tensor,
     b: Option<Tensor>,
+    /// The bias as plain floats (zeros when there is none), for the fused CPU epilogues.
+    b_vec: Vec<f32>,
     out_dim: usize,
 }
 
@@ -23,9 +25,11 @@ impl Linear {
     /// Builds a layer from a weight of shape [out, in] and an optional bias.
     pub fn from_parts(weight: &Tensor, b: Option<Tensor>) -> Result<Self> {
         let out_dim = weight.dim(0)?;
+        let b_vec = bias_vec(b.as_ref(), out_dim)?;
         Ok(Self {
             w_t: weight.t()?.contiguous()?,
             b,
+            b_vec,
             out_dim,
         })
     }
@@ -41,7 +45,26 @@ impl Linear {
             None
         };
         let out_dim = parts.iter().map(|p| p.out_dim).sum();
-        Ok(Self { w_t, b, out_dim })
+        let b_vec = parts.iter().flat_map(|p| p.b_vec.iter().copied()).collect();
+        Ok(Self {
+            w_t,
+            b,
+            b_vec,
+            out_dim,
+        })
+    }
+
+    /// `x W^T` without the bias: a fresh contiguous tensor the fused epilogues write into.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().unwrap_or(&0);
+        let rows = x.elem_count() / in_dim.max(1);
+        let y = x.reshape((rows, in_dim))?.matmul(&self.w_t)?;
+        let mut out = dims;
+        if let Some(last) = out.last_mut() {
+            *last = self.out_dim;
+        }
+        y.reshape(out)
     }
 
     /// Applies the layer to `[..., in]`.
@@ -67,15 +90,21 @@ impl Linear {
 pub struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
+    w_vec: Vec<f32>,
+    b_vec: Vec<f32>,
     eps: f32,
 }
 
 impl LayerNorm {
     /// Loads `{prefix}.weight` and `{prefix}.bias` of size `dim`.
     pub fn load(w: &Weights, prefix: &str, dim: usize, eps: f64) -> Result<Self> {
+        let weight = w.get(&format!("{prefix}.weight"), dim)?;
+        let bias = w.get(&format!("{prefix}.bias"), dim)?;
         Ok(Self {
-            weight: w.get(&format!("{prefix}.weight"), dim)?,
-            bias: w.get(&format!("{prefix}.bias"), dim)?,
+            w_vec: weight.to_vec1::<f32>()?,
+            b_vec: bias.to_vec1::<f32>()?,
+            weight,
+            bias,
             eps: eps as f32,
         })
     }
@@ -104,7 +133,9 @@ impl Act {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "gelu" | "gelu_python" => Some(Self::GeluErf),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => Some(Self::GeluTanh),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => {
+                Some(Self::GeluTanh)
+            }
             "relu" => Some(Self::Relu),
             "silu" | "swish" => Some(Self::Silu),
             _ => None,
@@ -133,10 +164,25 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     /// Builds attention from separate Q, K, V and output projections.
-    pub fn new(q: Linear, k: Linear, v: Linear, out: Linear, hidden: usize, heads: usize) -> Result<Self> {
+    pub fn new(
+        q: Linear,
+        k: Linear,
+        v: Linear,
+        out: Linear,
+        hidden: usize,
+        heads: usize,
+    ) -> Result<Self> {
         if heads == 0 || hidden % heads != 0 {
             candle_core::bail!("hidden size {hidden} is not divisible by {heads} attention heads");
         }
+        // Fold the 1/sqrt(d) score scale into the query projection: one op less per layer.
+        let scale = 1.0 / ((hidden / heads) as f64).sqrt();
+        let q = Linear {
+            w_t: (q.w_t * scale)?,
+            b: q.b.map(|b| b * scale).transpose()?,
+            b_vec: q.b_vec.iter().map(|v| v * scale as f32).collect(),
+            out_dim: q.out_dim,
+        };
         Ok(Self {
             qkv: Linear::fuse(&[q, k, v])?,
             out,
@@ -145,26 +191,37 @@ impl SelfAttention {
         })
     }
 
-    /// `x`: [B, L, hidden]; `mask`: additive [B, 1, 1, L] (0 for tokens, large negative for pads).
-    pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// `x`: [B, L, hidden]; row `b` has `lengths[b]` real tokens (the rest is padding).
+    pub fn forward(&self, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        self.out.forward(&self.context(x, lengths)?)
+    }
+
+    /// The attention context [B, L, hidden], before the output projection.
+    pub fn context(&self, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         let (b, l, hidden) = x.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        if super::fast::fused_attention_applies(x, l) {
+            let qkv = self.qkv.matmul(x)?;
+            qkv.inplace_op1(&super::fast::BiasAct {
+                bias: &self.qkv.b_vec,
+                gelu: false,
+            })?;
+            return super::fast::fused_attention(&qkv, lengths, self.heads, self.head_dim);
+        }
+        let qkv = self.qkv.forward(x)?;
+        let mask = additive_mask(lengths, l, x.device())?;
+        let qkv = qkv
             .reshape((b, l, 3, self.heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?;
         let q = qkv.get(0)?.contiguous()?;
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
         let probs = super::fast::softmax_last_dim(&scores)?;
-        let ctx = probs
+        probs
             .matmul(&v)?
             .transpose(1, 2)?
             .contiguous()?
-            .reshape((b, l, hidden))?;
-        self.out.forward(&ctx)
+            .reshape((b, l, hidden))
     }
 }
 
@@ -188,8 +245,11 @@ pub struct Block {
 
 impl Block {
     /// Runs the block.
-    pub fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let a = self.attn.forward(x, mask)?;
+    pub fn forward(&self, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            return self.forward_fused(x, lengths);
+        }
+        let a = self.attn.forward(x, lengths)?;
         let x = self.ln1.forward(&(a + x)?)?;
         let h = self.act.forward(&self.ff1.forward(&x)?)?;
         let y = self.ff2.forward(&h)?;
@@ -197,13 +257,66 @@ impl Block {
     }
 }
 
-/// The additive attention mask [B, 1, 1, L] from a 0/1 mask [B, L].
-pub fn additive_mask(mask: &Tensor) -> Result<Tensor> {
-    let (b, l) = mask.dims2()?;
-    let m = mask.to_dtype(DType::F32)?;
-    // (1 - m) * min: pads get a huge negative bias, tokens get 0 (as transformers does).
-    let neg = ((m.ones_like()? - &m)? * (f32::MIN as f64))?;
-    neg.reshape((b, 1, 1, l))
+impl Block {
+    /// The CPU path: matrix products followed by fused in-place epilogues
+    /// (bias + GELU, bias + residual + layer norm), so each activation is touched once.
+    fn forward_fused(&self, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let ctx = self.attn.context(&x, lengths)?;
+        let y = self.attn.out.matmul(&ctx)?;
+        y.inplace_op2(
+            &x,
+            &super::fast::BiasResidualNorm {
+                bias: &self.attn.out.b_vec,
+                weight: &self.ln1.w_vec,
+                beta: &self.ln1.b_vec,
+                eps: self.ln1.eps,
+            },
+        )?;
+        let h = self.ff1.matmul(&y)?;
+        let h = if self.act == Act::GeluErf {
+            h.inplace_op1(&super::fast::BiasAct {
+                bias: &self.ff1.b_vec,
+                gelu: true,
+            })?;
+            h
+        } else {
+            h.inplace_op1(&super::fast::BiasAct {
+                bias: &self.ff1.b_vec,
+                gelu: false,
+            })?;
+            self.act.forward(&h)?
+        };
+        let z = self.ff2.matmul(&h)?;
+        z.inplace_op2(
+            &y,
+            &super::fast::BiasResidualNorm {
+                bias: &self.ff2.b_vec,
+                weight: &self.ln2.w_vec,
+                beta: &self.ln2.b_vec,
+                eps: self.ln2.eps,
+            },
+        )?;
+        Ok(z)
+    }
+}
+
+fn bias_vec(b: Option<&Tensor>, n: usize) -> Result<Vec<f32>> {
+    match b {
+        Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>(),
+        None => Ok(vec![0.0; n]),
+    }
+}
+
+/// The additive attention mask [B, 1, 1, L]: 0 for the first `lengths[b]` tokens of row `b`,
+/// the most negative f32 for padding (as transformers does).
+pub fn additive_mask(lengths: &[usize], l: usize, device: &Device) -> Result<Tensor> {
+    let b = lengths.len();
+    let bias: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&n| (0..l).map(move |i| if i < n { 0.0 } else { f32::MIN }))
+        .collect();
+    Tensor::from_vec(bias, (b, 1, 1, l), device)
 }
 
 /// Picks the first token's hidden state: [B, L, H] -> [B, H].

@@ -15,7 +15,7 @@ pub mod weights;
 
 use candle_core::{Device, Result, Tensor};
 use config::HfConfig;
-use layers::{additive_mask, first_token, ids_tensor, Block, LayerNorm, Linear};
+use layers::{first_token, ids_tensor, Block, LayerNorm, Linear};
 pub use weights::Weights;
 
 /// The encoder families detox implements.
@@ -145,7 +145,9 @@ impl Head {
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
         let cls = first_token(hidden)?;
         match self {
-            Head::Pooler { pooler, classifier } => classifier.forward(&pooler.forward(&cls)?.tanh()?),
+            Head::Pooler { pooler, classifier } => {
+                classifier.forward(&pooler.forward(&cls)?.tanh()?)
+            }
             Head::Roberta { dense, out_proj } => out_proj.forward(&dense.forward(&cls)?.tanh()?),
             Head::PreClassifier { pre, classifier } => {
                 classifier.forward(&pre.forward(&cls)?.relu()?)
@@ -186,16 +188,9 @@ impl EncoderClassifier {
     /// real lengths are `lengths`.
     pub fn encode(&self, rows: &[Vec<u32>], lengths: &[usize]) -> Result<Tensor> {
         let ids = ids_tensor(rows, &self.device)?;
-        let l = ids.dim(1)?;
-        let mask: Vec<u32> = lengths
-            .iter()
-            .flat_map(|&n| (0..l).map(move |i| u32::from(i < n)))
-            .collect();
-        let mask = Tensor::from_vec(mask, (rows.len(), l), &self.device)?;
-        let bias = additive_mask(&mask)?;
         let mut x = self.embeddings.forward(&ids, lengths)?;
         for block in &self.blocks {
-            x = block.forward(&x, &bias)?;
+            x = block.forward(&x, lengths)?;
         }
         Ok(x)
     }
@@ -211,7 +206,11 @@ impl EncoderClassifier {
 }
 
 /// Loads the encoder (and head, when present) that `config` describes from `weights`.
-pub fn load_encoder(config: &HfConfig, weights: &Weights, device: &Device) -> Result<EncoderClassifier> {
+pub fn load_encoder(
+    config: &HfConfig,
+    weights: &Weights,
+    device: &Device,
+) -> Result<EncoderClassifier> {
     let arch = config.arch()?;
     let mut model = match arch {
         Arch::Bert => bert::load(config, weights)?,
