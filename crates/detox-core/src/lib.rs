@@ -28,6 +28,8 @@
 //! assert!((out[0].values[0] - 0.5).abs() < 1e-6);
 //! ```
 
+pub mod metrics;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

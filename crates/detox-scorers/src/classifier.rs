@@ -171,44 +171,71 @@ impl EncoderScorer {
     /// Raw logits (before the activation) and the tokenization of each text, in input order.
     pub fn logits(&self, texts: &[&str]) -> Result<(Vec<Vec<f32>>, Vec<Encoded>), ScoreError> {
         let enc = self.tokenizer.encode(texts).map_err(ScoreError::Tokenize)?;
-        let mut order: Vec<usize> = (0..enc.len()).collect();
-        // Longest first: each batch pads to its own longest row, so sorted batches waste little.
-        order.sort_by_key(|&i| std::cmp::Reverse(enc[i].ids.len()));
-        let bs = self.opts.batch_size.max(1);
-        let chunks: Vec<&[usize]> = order.chunks(bs).collect();
-        let run = |chunk: &[usize]| -> Result<Vec<Vec<f32>>, ScoreError> {
-            let l = chunk.iter().map(|&i| enc[i].ids.len()).max().unwrap_or(0);
-            let lengths: Vec<usize> = chunk.iter().map(|&i| enc[i].ids.len()).collect();
-            let rows: Vec<Vec<u32>> = chunk
-                .iter()
-                .map(|&i| {
-                    let mut r = enc[i].ids.clone();
-                    r.resize(l, self.model.pad_id);
-                    r
-                })
-                .collect();
-            self.model
-                .classify(&rows, &lengths)
-                .and_then(|t| t.to_vec2::<f32>())
-                .map_err(|e| ScoreError::Model(e.to_string()))
-        };
-        let results: Vec<Vec<Vec<f32>>> = if self.opts.parallel_batches > 1 && chunks.len() > 1 {
-            use rayon::prelude::*;
-            chunks
-                .par_iter()
-                .map(|c| run(c))
-                .collect::<Result<_, _>>()?
-        } else {
-            chunks.iter().map(|c| run(c)).collect::<Result<_, _>>()?
-        };
-        let mut out = vec![Vec::new(); enc.len()];
-        for (chunk, rows) in chunks.iter().zip(results) {
-            for (&i, row) in chunk.iter().zip(rows) {
-                out[i] = row;
-            }
-        }
+        let out = run_batched(
+            &enc,
+            self.opts.batch_size,
+            self.opts.parallel_batches,
+            self.model.pad_id,
+            |rows, lengths| {
+                self.model
+                    .classify(rows, lengths)
+                    .and_then(|t| t.to_vec2::<f32>())
+            },
+        )?;
         Ok((out, enc))
     }
+}
+
+/// Runs `run` over length-sorted, right-padded batches of `enc` (longest first, so each batch
+/// pads to nearly its own length), `parallel` batches at a time, and returns one result row
+/// per text in input order.
+pub(crate) fn run_batched(
+    enc: &[Encoded],
+    batch_size: usize,
+    parallel: usize,
+    pad_id: u32,
+    run: impl Fn(&[Vec<u32>], &[usize]) -> candle_core::Result<Vec<Vec<f32>>> + Sync,
+) -> Result<Vec<Vec<f32>>, ScoreError> {
+    let mut order: Vec<usize> = (0..enc.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(enc[i].ids.len()));
+    let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let one = |chunk: &[usize]| -> Result<Vec<Vec<f32>>, ScoreError> {
+        let l = chunk.iter().map(|&i| enc[i].ids.len()).max().unwrap_or(0);
+        let lengths: Vec<usize> = chunk.iter().map(|&i| enc[i].ids.len()).collect();
+        let rows: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|&i| {
+                let mut r = enc[i].ids.clone();
+                r.resize(l, pad_id);
+                r
+            })
+            .collect();
+        let out = run(&rows, &lengths).map_err(|e| ScoreError::Model(e.to_string()))?;
+        if out.len() != chunk.len() {
+            return Err(ScoreError::Model(format!(
+                "{} outputs for a batch of {}",
+                out.len(),
+                chunk.len()
+            )));
+        }
+        Ok(out)
+    };
+    let results: Vec<Vec<Vec<f32>>> = if parallel > 1 && chunks.len() > 1 {
+        use rayon::prelude::*;
+        chunks
+            .par_iter()
+            .map(|c| one(c))
+            .collect::<Result<_, _>>()?
+    } else {
+        chunks.iter().map(|c| one(c)).collect::<Result<_, _>>()?
+    };
+    let mut out = vec![Vec::new(); enc.len()];
+    for (chunk, rows) in chunks.iter().zip(results) {
+        for (&i, row) in chunk.iter().zip(rows) {
+            out[i] = row;
+        }
+    }
+    Ok(out)
 }
 
 impl Scorer for EncoderScorer {

@@ -1,11 +1,11 @@
 //! [`SentenceEncoder`]: mean-pooled sentence embeddings from a BERT-family encoder (the way
 //! sentence-transformers pools all-MiniLM-L6-v2), the input of detox's trained heads.
 
-use crate::classifier::{max_tokens, weights_file};
+use crate::classifier::{max_tokens, run_batched, weights_file};
 use crate::models::config::HfConfig;
 use crate::models::layers::masked_mean;
 use crate::models::{load_encoder, EncoderClassifier, Weights};
-use crate::tokenize::TextTokenizer;
+use crate::tokenize::{Encoded, TextTokenizer};
 use crate::LoadError;
 use candle_core::{Device, Tensor};
 use detox_core::ScoreError;
@@ -16,6 +16,7 @@ pub struct SentenceEncoder {
     model: EncoderClassifier,
     tokenizer: TextTokenizer,
     batch_size: usize,
+    parallel: usize,
 }
 
 impl SentenceEncoder {
@@ -34,7 +35,14 @@ impl SentenceEncoder {
             model,
             tokenizer,
             batch_size: batch_size.max(1),
+            parallel: 1,
         })
+    }
+
+    /// Runs up to `n` batches at once (see [`crate::ClassifierOptions::parallel_batches`]).
+    pub fn with_parallel_batches(mut self, n: usize) -> Self {
+        self.parallel = n.max(1);
+        self
     }
 
     /// Embedding size.
@@ -42,37 +50,39 @@ impl SentenceEncoder {
         self.model.hidden
     }
 
-    /// Mean-pooled hidden states over real tokens, one vector per text, in input order.
-    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ScoreError> {
+    /// The token limit.
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_tokens()
+    }
+
+    /// Mean-pooled hidden states over real tokens, one vector per text, in input order, with
+    /// the tokenization of each text.
+    pub fn embed_with_tokens(
+        &self,
+        texts: &[&str],
+    ) -> Result<(Vec<Vec<f32>>, Vec<Encoded>), ScoreError> {
         let enc = self.tokenizer.encode(texts).map_err(ScoreError::Tokenize)?;
-        let mut order: Vec<usize> = (0..enc.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(enc[i].ids.len()));
-        let mut out = vec![Vec::new(); enc.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let l = chunk.iter().map(|&i| enc[i].ids.len()).max().unwrap_or(0);
-            let lengths: Vec<usize> = chunk.iter().map(|&i| enc[i].ids.len()).collect();
-            let rows: Vec<Vec<u32>> = chunk
-                .iter()
-                .map(|&i| {
-                    let mut r = enc[i].ids.clone();
-                    r.resize(l, self.model.pad_id);
-                    r
-                })
-                .collect();
-            let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-                let hidden = self.model.encode(&rows, &lengths)?;
+        let out = run_batched(
+            &enc,
+            self.batch_size,
+            self.parallel,
+            self.model.pad_id,
+            |rows, lengths| {
+                let hidden = self.model.encode(rows, lengths)?;
+                let l = rows.first().map(|r| r.len()).unwrap_or(0);
                 let mask: Vec<u32> = lengths
                     .iter()
                     .flat_map(|&n| (0..l).map(move |i| u32::from(i < n)))
                     .collect();
                 let mask = Tensor::from_vec(mask, (rows.len(), l), self.model.device())?;
                 masked_mean(&hidden, &mask)?.to_vec2::<f32>()
-            };
-            let vecs = run().map_err(|e| ScoreError::Model(e.to_string()))?;
-            for (&i, v) in chunk.iter().zip(vecs) {
-                out[i] = v;
-            }
-        }
-        Ok(out)
+            },
+        )?;
+        Ok((out, enc))
+    }
+
+    /// Mean-pooled hidden states over real tokens, one vector per text, in input order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ScoreError> {
+        Ok(self.embed_with_tokens(texts)?.0)
     }
 }

@@ -17,12 +17,14 @@
 pub mod classifier;
 pub mod detoxify;
 pub mod embed;
+pub mod head;
 pub mod models;
 pub mod tokenize;
 
 pub use classifier::{ClassifierOptions, EncoderScorer};
 pub use detoxify::{load_detoxify, read_checkpoint_meta};
 pub use embed::SentenceEncoder;
+pub use head::{HeadScorer, HeadSpec};
 
 use detox_core::Scorer;
 use std::path::Path;

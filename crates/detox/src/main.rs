@@ -6,6 +6,7 @@
 mod models_cmd;
 mod score_cmd;
 mod spec;
+mod train_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,6 +34,10 @@ enum Command {
     /// List, pull and locate the models detox knows by name.
     #[command(subcommand)]
     Models(models_cmd::ModelsCmd),
+    /// Train a scorer: a head on a registry encoder, calibrated to Perspective's scale.
+    Train(train_cmd::TrainArgs),
+    /// Measure a scorer on held-out dev splits and identity-term templates.
+    Quality(train_cmd::QualityArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Score(args) => score_cmd::run(args, cli.offline),
         Command::Models(cmd) => models_cmd::run(cmd, cli.offline),
+        Command::Train(args) => train_cmd::run_train(args, cli.offline),
+        Command::Quality(args) => train_cmd::run_quality(args, cli.offline),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,8 @@
 use anyhow::{Context, Result};
 use detox_core::Scorer;
 use detox_hub::{Hub, PullOptions};
-use detox_scorers::{load_scorer, read_checkpoint_meta, ClassifierOptions};
+use detox_scorers::head::{HEAD_SPEC, HEAD_WEIGHTS};
+use detox_scorers::{load_scorer, read_checkpoint_meta, ClassifierOptions, HeadScorer, HeadSpec};
 use std::path::{Path, PathBuf};
 
 /// The scorer every command uses when `--scorer` is not given.
@@ -42,11 +43,6 @@ pub fn resolve_path(spec: &str, offline: bool) -> Result<PathBuf> {
         offline,
         ..Default::default()
     };
-    if spec == DEFAULT_SCORER {
-        anyhow::bail!(
-            "the built-in scorer is not available yet; pass --scorer PATH (a Hugging Face classifier folder or a Detoxify .ckpt) or a registry name from `detox models list`"
-        );
-    }
     Ok(hub.resolve(spec, &opts, &notify)?)
 }
 
@@ -83,6 +79,42 @@ fn detoxify_base(path: &Path, offline: bool) -> Result<Option<PathBuf>> {
     Ok(Some(hub.resolve(model_type, &opts, &notify)?))
 }
 
+/// The built-in scorer's head (the encoder is pulled; see `models/default/README.md`).
+const BUILTIN_SPEC: &str = include_str!("../../../models/default/detox-head.json");
+const BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../../models/default/head.safetensors");
+
+/// Loads a head scorer, resolving its encoder through the registry.
+fn load_head(
+    spec_text: &str,
+    weights: &[u8],
+    id: &str,
+    opts: &ClassifierOptions,
+    offline: bool,
+) -> Result<Box<dyn Scorer>> {
+    let head = HeadSpec::parse(spec_text, id)?;
+    let encoder_dir = resolve_path(&head.encoder, offline)
+        .with_context(|| format!("the encoder `{}` of scorer `{id}`", head.encoder))?;
+    if let (Some(want), Ok(have)) = (
+        &head.encoder_sha256,
+        detox_train::weights_sha256(&encoder_dir),
+    ) {
+        if *want != have {
+            tracing::warn!(
+                "encoder {} differs from the one `{id}` was trained on (sha256 {have}, expected {want})",
+                encoder_dir.display()
+            );
+        }
+    }
+    Ok(Box::new(HeadScorer::from_parts(
+        spec_text,
+        weights,
+        &encoder_dir,
+        id,
+        opts.batch_size,
+        opts.parallel_batches,
+    )?))
+}
+
 /// Loads the scorer a spec names.
 pub fn load(
     spec: &str,
@@ -90,7 +122,23 @@ pub fn load(
     opts: ClassifierOptions,
     offline: bool,
 ) -> Result<Box<dyn Scorer>> {
+    if spec == DEFAULT_SCORER {
+        return load_head(
+            BUILTIN_SPEC,
+            BUILTIN_WEIGHTS,
+            DEFAULT_SCORER,
+            &opts,
+            offline,
+        );
+    }
     let path = resolve_path(spec, offline)?;
+    if path.join(HEAD_SPEC).exists() {
+        let text = std::fs::read_to_string(path.join(HEAD_SPEC))
+            .with_context(|| format!("cannot read {}", path.join(HEAD_SPEC).display()))?;
+        let weights = std::fs::read(path.join(HEAD_WEIGHTS))
+            .with_context(|| format!("cannot read {}", path.join(HEAD_WEIGHTS).display()))?;
+        return load_head(&text, &weights, &path.display().to_string(), &opts, offline);
+    }
     let base = match base {
         Some(b) => Some(b.to_path_buf()),
         None => detoxify_base(&path, offline)?,

@@ -1,0 +1,260 @@
+//! [`HeadScorer`]: a small trained head (linear or one hidden layer) on mean-pooled embeddings
+//! of a registry encoder, with per-attribute isotonic calibration to a target scale. This is
+//! the format `detox train` writes and the built-in scorer uses.
+//!
+//! A head folder holds `detox-head.json` ([`HeadSpec`]) and `head.safetensors` (`w1`, `b1`,
+//! and, with a hidden layer, `w2`, `b2`). The encoder is not in the folder: the spec names it
+//! (a registry name such as `all-minilm-l6-v2`) with the sha256 of its weights, and the caller
+//! passes its local path.
+
+use crate::embed::SentenceEncoder;
+use crate::LoadError;
+use candle_core::{DType, Device, Tensor};
+use detox_core::metrics::Isotonic;
+use detox_core::{Activation, ScoreError, Scorer, ScorerInfo, TextScore};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The spec file of a head folder.
+pub const HEAD_SPEC: &str = "detox-head.json";
+/// The weights file of a head folder.
+pub const HEAD_WEIGHTS: &str = "head.safetensors";
+/// The format tag this version reads and writes.
+pub const HEAD_FORMAT: &str = "detox-head/1";
+
+/// What `detox-head.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadSpec {
+    /// Always [`HEAD_FORMAT`].
+    pub format: String,
+    /// The encoder's registry name (or a path, for heads on local encoders).
+    pub encoder: String,
+    /// sha256 of the encoder's weights file the head was trained on.
+    pub encoder_sha256: Option<String>,
+    /// How token states become one vector: `mean`.
+    pub pooling: String,
+    /// Token limit used in training (texts are cut there when scoring too).
+    pub max_tokens: usize,
+    /// Output attributes, in order.
+    pub attributes: Vec<String>,
+    /// Hidden units (0 for a linear head).
+    pub hidden: usize,
+    /// Per-attribute monotone maps from the head's sigmoid output to the target scale.
+    #[serde(default)]
+    pub calibration: BTreeMap<String, Isotonic>,
+    /// Provenance: data, seed, command, dev metrics.
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+impl HeadSpec {
+    /// Parses and checks a spec.
+    pub fn parse(text: &str, source: &str) -> Result<Self, LoadError> {
+        let spec: HeadSpec =
+            serde_json::from_str(text).map_err(|e| LoadError::Config(format!("{source}: {e}")))?;
+        if spec.format != HEAD_FORMAT {
+            return Err(LoadError::Config(format!(
+                "{source}: format `{}` is not `{HEAD_FORMAT}`",
+                spec.format
+            )));
+        }
+        if spec.pooling != "mean" {
+            return Err(LoadError::Config(format!(
+                "{source}: pooling `{}` is not supported (only `mean`)",
+                spec.pooling
+            )));
+        }
+        Ok(spec)
+    }
+}
+
+/// The head's layers: `sigmoid(W2 relu(W1 x + b1) + b2)`, or `sigmoid(W1 x + b1)`.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    w1: Tensor,
+    b1: Tensor,
+    second: Option<(Tensor, Tensor)>,
+}
+
+impl Mlp {
+    /// Builds the head from its tensors (`w1` is [hidden or outputs, dim]).
+    pub fn new(w1: Tensor, b1: Tensor, second: Option<(Tensor, Tensor)>) -> Self {
+        Self { w1, b1, second }
+    }
+
+    /// Loads `w1`, `b1` (and `w2`, `b2` when `hidden > 0`) from safetensors bytes.
+    pub fn from_safetensors(bytes: &[u8], spec: &HeadSpec, dim: usize) -> Result<Self, LoadError> {
+        let ts = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        let get = |name: &str, shape: &[usize]| -> Result<Tensor, LoadError> {
+            let t = ts
+                .get(name)
+                .ok_or_else(|| {
+                    LoadError::Config(format!("{HEAD_WEIGHTS}: missing tensor `{name}`"))
+                })?
+                .to_dtype(DType::F32)?;
+            if t.dims() != shape {
+                return Err(LoadError::Config(format!(
+                    "{HEAD_WEIGHTS}: `{name}` has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+            Ok(t)
+        };
+        let k = spec.attributes.len();
+        if spec.hidden == 0 {
+            Ok(Self::new(get("w1", &[k, dim])?, get("b1", &[k])?, None))
+        } else {
+            let h = spec.hidden;
+            Ok(Self::new(
+                get("w1", &[h, dim])?,
+                get("b1", &[h])?,
+                Some((get("w2", &[k, h])?, get("b2", &[k])?)),
+            ))
+        }
+    }
+
+    /// Logits [N, k] of embeddings [N, dim].
+    pub fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h = x.matmul(&self.w1.t()?)?.broadcast_add(&self.b1)?;
+        match &self.second {
+            None => Ok(h),
+            Some((w2, b2)) => h.relu()?.matmul(&w2.t()?)?.broadcast_add(b2),
+        }
+    }
+}
+
+/// An encoder plus a trained head: the built-in scorer's shape.
+pub struct HeadScorer {
+    encoder: SentenceEncoder,
+    mlp: Mlp,
+    spec: HeadSpec,
+    calibration: Vec<Option<Isotonic>>,
+    info: ScorerInfo,
+}
+
+impl std::fmt::Debug for HeadScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadScorer")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl HeadScorer {
+    /// Loads a head folder; `encoder_dir` is the local folder of the encoder the spec names.
+    pub fn load(
+        dir: &Path,
+        encoder_dir: &Path,
+        batch_size: usize,
+        parallel: usize,
+    ) -> Result<Self, LoadError> {
+        let spec_path = dir.join(HEAD_SPEC);
+        let text = std::fs::read_to_string(&spec_path).map_err(|e| LoadError::Io {
+            path: spec_path.display().to_string(),
+            error: e,
+        })?;
+        let wpath = dir.join(HEAD_WEIGHTS);
+        let bytes = std::fs::read(&wpath).map_err(|e| LoadError::Io {
+            path: wpath.display().to_string(),
+            error: e,
+        })?;
+        Self::from_parts(
+            &text,
+            &bytes,
+            encoder_dir,
+            &dir.display().to_string(),
+            batch_size,
+            parallel,
+        )
+    }
+
+    /// Builds a scorer from a spec's text and the head's safetensors bytes.
+    pub fn from_parts(
+        spec_text: &str,
+        head_bytes: &[u8],
+        encoder_dir: &Path,
+        id: &str,
+        batch_size: usize,
+        parallel: usize,
+    ) -> Result<Self, LoadError> {
+        let spec = HeadSpec::parse(spec_text, id)?;
+        let encoder = SentenceEncoder::from_hf_dir(encoder_dir, batch_size, Some(spec.max_tokens))?
+            .with_parallel_batches(parallel);
+        let mlp = Mlp::from_safetensors(head_bytes, &spec, encoder.dim())?;
+        let calibration = spec
+            .attributes
+            .iter()
+            .map(|a| spec.calibration.get(a).cloned())
+            .collect();
+        let mut info = ScorerInfo::new(id, spec.attributes.clone(), Activation::Sigmoid);
+        info.max_tokens = Some(encoder.max_tokens());
+        info.description = format!(
+            "trained head ({} hidden units) on {} mean-pooled embeddings{}",
+            spec.hidden,
+            spec.encoder,
+            if spec.calibration.is_empty() {
+                ""
+            } else {
+                ", calibrated"
+            }
+        );
+        Ok(Self {
+            encoder,
+            mlp,
+            spec,
+            calibration,
+            info,
+        })
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &HeadSpec {
+        &self.spec
+    }
+
+    /// Head probabilities before calibration, per text.
+    pub fn raw_scores(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
+        let (emb, enc) = self.encoder.embed_with_tokens(texts)?;
+        let n = emb.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let d = self.encoder.dim();
+        let flat: Vec<f32> = emb.into_iter().flatten().collect();
+        let logits = Tensor::from_vec(flat, (n, d), &Device::Cpu)
+            .and_then(|x| self.mlp.logits(&x))
+            .and_then(|t| t.to_vec2::<f32>())
+            .map_err(|e| ScoreError::Model(e.to_string()))?;
+        Ok(logits
+            .into_iter()
+            .zip(enc)
+            .map(|(mut values, e)| {
+                Activation::Sigmoid.apply(&mut values);
+                TextScore {
+                    values,
+                    tokens: e.ids.len(),
+                    truncated: e.truncated,
+                }
+            })
+            .collect())
+    }
+}
+
+impl Scorer for HeadScorer {
+    fn info(&self) -> &ScorerInfo {
+        &self.info
+    }
+
+    fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
+        let mut out = self.raw_scores(texts)?;
+        for s in &mut out {
+            for (v, cal) in s.values.iter_mut().zip(&self.calibration) {
+                if let Some(c) = cal {
+                    *v = c.apply(*v as f64).clamp(0.0, 1.0) as f32;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,404 @@
+//! Training detox scorers.
+//!
+//! `detox train` turns labelled texts into a [`detox_scorers::HeadScorer`] folder: texts are
+//! embedded once with a registry encoder (mean pooling; vectors cached on disk so an
+//! interrupted run resumes where it stopped), a small head is fitted with candle's autograd
+//! ([`fit`]), and each attribute is calibrated with isotonic regression onto the Perspective
+//! scores of RealToxicityPrompts texts, so that 0.5 means what it means to Perspective users.
+//! [`quality`] measures any scorer on the held-out dev splits.
+
+pub mod cache;
+pub mod data;
+pub mod fit;
+pub mod quality;
+
+use cache::EmbeddingCache;
+use candle_core::{Device, Tensor};
+use data::{Example, Split};
+use detox_core::metrics::{roc_auc, spearman, Isotonic};
+use detox_scorers::head::{HeadSpec, Mlp, HEAD_FORMAT, HEAD_SPEC, HEAD_WEIGHTS};
+use detox_scorers::SentenceEncoder;
+use fit::{FitConfig, FittedHead};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Why training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// The data is unusable.
+    #[error("{0}")]
+    Data(String),
+    /// The encoder could not be loaded.
+    #[error(transparent)]
+    Load(#[from] detox_scorers::LoadError),
+    /// Scoring or embedding failed.
+    #[error(transparent)]
+    Score(#[from] detox_core::ScoreError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Everything `train` needs besides the data.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The encoder's registry name (recorded in the spec).
+    pub encoder_name: String,
+    /// The encoder's local folder.
+    pub encoder_dir: PathBuf,
+    /// Token limit for embedding.
+    pub max_tokens: usize,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Batches run at once.
+    pub parallel: usize,
+    /// Where embeddings are cached.
+    pub cache_dir: PathBuf,
+    /// Target names, in order (the examples' targets follow it).
+    pub attributes: Vec<String>,
+    /// The targets the written scorer outputs (the others only shape the hidden layer).
+    pub exported: Vec<String>,
+    /// Weight of each example of a source (default 1).
+    pub source_weights: BTreeMap<String, f32>,
+    /// Weight of exported targets on examples that are not Perspective-scored (their labels
+    /// say toxic or not, on another scale than Perspective's).
+    pub cross_weight: f32,
+    /// Head hyper-parameters.
+    pub fit: FitConfig,
+    /// Calibrate attributes on examples marked `perspective`.
+    pub calibrate: bool,
+    /// The command line, for the spec's provenance.
+    pub command: String,
+}
+
+/// Progress events of a training run.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Embedding: done of total texts (cached ones count as done).
+    Embedding {
+        /// Texts with vectors.
+        done: usize,
+        /// All distinct texts.
+        total: usize,
+    },
+    /// One epoch of the head finished.
+    Epoch {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Of this many.
+        epochs: usize,
+        /// Mean training loss.
+        loss: f64,
+    },
+}
+
+/// Dev metrics of one (source, attribute).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DevMetric {
+    /// Dataset.
+    pub source: String,
+    /// Attribute.
+    pub attribute: String,
+    /// Dev examples with a label.
+    pub n: usize,
+    /// ROC-AUC against targets >= 0.5 (binary sources).
+    pub auc: Option<f64>,
+    /// Spearman against soft targets (Perspective-scored sources).
+    pub spearman: Option<f64>,
+}
+
+/// What a training run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainReport {
+    /// Training examples.
+    pub train_examples: usize,
+    /// Dev examples.
+    pub dev_examples: usize,
+    /// Final training loss.
+    pub final_loss: f64,
+    /// Dev metrics.
+    pub dev: Vec<DevMetric>,
+}
+
+/// The sha256 of a model folder's weights file, as a cache tag and provenance.
+pub fn weights_sha256(dir: &Path) -> Result<String, TrainError> {
+    use sha2::{Digest, Sha256};
+    let p = detox_scorers::classifier::weights_file(dir)?;
+    let bytes = std::fs::read(&p).map_err(|e| TrainError::Io(p.display().to_string(), e))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Embeds every distinct text (using and filling the cache) and returns a lookup.
+pub fn embed_texts(
+    encoder: &SentenceEncoder,
+    cache: &mut EmbeddingCache,
+    texts: &[&str],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), TrainError> {
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&str> = texts.iter().copied().filter(|t| seen.insert(*t)).collect();
+    let missing: Vec<&str> = distinct
+        .iter()
+        .copied()
+        .filter(|t| cache.get(t).is_none())
+        .collect();
+    let total = distinct.len();
+    let mut done = total - missing.len();
+    progress(Progress::Embedding { done, total });
+    for chunk in missing.chunks(2048) {
+        let vecs = encoder.embed(chunk)?;
+        cache.insert_all(chunk.iter().map(|t| t.to_string()).zip(vecs).collect())?;
+        done += chunk.len();
+        progress(Progress::Embedding { done, total });
+    }
+    Ok(())
+}
+
+fn head_probs(mlp: &Mlp, xs: &[&Vec<f32>]) -> Result<Vec<Vec<f32>>, TrainError> {
+    if xs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let d = xs[0].len();
+    let flat: Vec<f32> = xs.iter().flat_map(|v| v.iter().copied()).collect();
+    let x = Tensor::from_vec(flat, (xs.len(), d), &Device::Cpu)?;
+    let mut p = mlp.logits(&x)?.to_vec2::<f32>()?;
+    for row in &mut p {
+        detox_core::Activation::Sigmoid.apply(row);
+    }
+    Ok(p)
+}
+
+/// Dev metrics of probabilities `p` (aligned with `examples`) on the dev split.
+pub fn dev_metrics(examples: &[Example], p: &[Vec<f32>], attributes: &[String]) -> Vec<DevMetric> {
+    let mut sources: Vec<&str> = examples.iter().map(|e| e.source.as_str()).collect();
+    sources.sort();
+    sources.dedup();
+    let mut out = Vec::new();
+    for src in sources {
+        for (a, attr) in attributes.iter().enumerate() {
+            let (mut s, mut t) = (Vec::new(), Vec::new());
+            let mut perspective = false;
+            for (e, pi) in examples.iter().zip(p) {
+                if e.source != src || e.split() != Split::Dev {
+                    continue;
+                }
+                if let Some(y) = e.targets.get(a).copied().flatten() {
+                    s.push(pi[a] as f64);
+                    t.push(y as f64);
+                    perspective |= e.perspective;
+                }
+            }
+            if s.len() < 10 {
+                continue;
+            }
+            let labels: Vec<bool> = t.iter().map(|&y| y >= 0.5).collect();
+            out.push(DevMetric {
+                source: src.to_string(),
+                attribute: attr.clone(),
+                n: s.len(),
+                auc: roc_auc(&s, &labels),
+                spearman: if perspective { spearman(&s, &t) } else { None },
+            });
+        }
+    }
+    out
+}
+
+/// Trains a head on `examples` and writes the scorer folder `out` (atomically).
+pub fn train(
+    examples: &[Example],
+    opts: &TrainOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TrainReport, TrainError> {
+    let k = opts.attributes.len();
+    if let Some(e) = examples.iter().find(|e| e.targets.len() != k) {
+        return Err(TrainError::Data(format!(
+            "example from {} has {} targets for {k} attributes",
+            e.source,
+            e.targets.len()
+        )));
+    }
+    let encoder =
+        SentenceEncoder::from_hf_dir(&opts.encoder_dir, opts.batch_size, Some(opts.max_tokens))?
+            .with_parallel_batches(opts.parallel);
+    let sha = weights_sha256(&opts.encoder_dir)?;
+    let mut cache = EmbeddingCache::open(
+        &opts.cache_dir,
+        &format!("{}-{}", &sha[..16], encoder.max_tokens()),
+        encoder.dim(),
+    )?;
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    embed_texts(&encoder, &mut cache, &texts, progress)?;
+    let emb: Vec<&Vec<f32>> = examples
+        .iter()
+        .map(|e| {
+            cache
+                .get(&e.text)
+                .ok_or_else(|| TrainError::Data("embedding missing after embedding".into()))
+        })
+        .collect::<Result<_, _>>()?;
+
+    let train_idx: Vec<usize> = (0..examples.len())
+        .filter(|&i| examples[i].split() == Split::Train)
+        .collect();
+    let x: Vec<Vec<f32>> = train_idx.iter().map(|&i| emb[i].clone()).collect();
+    let y: Vec<Vec<Option<f32>>> = train_idx
+        .iter()
+        .map(|&i| examples[i].targets.clone())
+        .collect();
+    let w: Vec<Vec<f32>> = train_idx
+        .iter()
+        .map(|&i| {
+            let e = &examples[i];
+            let sw = *opts.source_weights.get(&e.source).unwrap_or(&1.0);
+            opts.attributes
+                .iter()
+                .map(|a| {
+                    if !e.perspective
+                        && opts.exported.contains(a)
+                        && opts.exported.len() < opts.attributes.len()
+                    {
+                        sw * opts.cross_weight
+                    } else {
+                        sw
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let epochs = opts.fit.epochs;
+    let FittedHead {
+        tensors,
+        final_loss,
+    } = fit::fit(&x, &y, &w, &opts.fit, &mut |epoch, loss| {
+        progress(Progress::Epoch {
+            epoch,
+            epochs,
+            loss,
+        })
+    })?;
+    let mlp = Mlp::new(
+        tensors["w1"].clone(),
+        tensors["b1"].clone(),
+        tensors.get("w2").cloned().zip(tensors.get("b2").cloned()),
+    );
+    let probs = head_probs(&mlp, &emb)?;
+
+    // Calibration: a monotone map from the head's probability to the Perspective score,
+    // fitted on the training split of Perspective-scored examples.
+    let mut calibration = BTreeMap::new();
+    if opts.calibrate {
+        for (a, attr) in opts.attributes.iter().enumerate() {
+            let (mut xs, mut ys) = (Vec::new(), Vec::new());
+            for (e, p) in examples.iter().zip(&probs) {
+                if e.perspective && e.split() == Split::Train {
+                    if let Some(t) = e.targets[a] {
+                        xs.push(p[a] as f64);
+                        ys.push(t as f64);
+                    }
+                }
+            }
+            if xs.len() >= 50 {
+                if let Some(iso) = Isotonic::fit(&xs, &ys) {
+                    calibration.insert(attr.clone(), iso.thin(64));
+                }
+            }
+        }
+    }
+    let dev = dev_metrics(examples, &probs, &opts.attributes);
+    let keep: Vec<u32> = opts
+        .exported
+        .iter()
+        .map(|a| {
+            opts.attributes
+                .iter()
+                .position(|b| b == a)
+                .map(|i| i as u32)
+                .ok_or_else(|| {
+                    TrainError::Data(format!("exported attribute `{a}` is not a target"))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let keep_t = Tensor::from_vec(keep.clone(), keep.len(), &Device::Cpu)?;
+    let mut tensors = tensors;
+    let (wname, bname) = if opts.fit.hidden == 0 {
+        ("w1", "b1")
+    } else {
+        ("w2", "b2")
+    };
+    for name in [wname, bname] {
+        let t = tensors[name].index_select(&keep_t, 0)?;
+        tensors.insert(name.to_string(), t);
+    }
+    calibration.retain(|k, _| opts.exported.contains(k));
+    let report = TrainReport {
+        train_examples: train_idx.len(),
+        dev_examples: examples.len() - train_idx.len(),
+        final_loss,
+        dev,
+    };
+    let mut per_source: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in examples {
+        *per_source.entry(e.source.as_str()).or_default() += 1;
+    }
+    let spec = HeadSpec {
+        format: HEAD_FORMAT.into(),
+        encoder: opts.encoder_name.clone(),
+        encoder_sha256: Some(sha),
+        pooling: "mean".into(),
+        max_tokens: encoder.max_tokens(),
+        attributes: opts.exported.clone(),
+        hidden: opts.fit.hidden,
+        calibration,
+        training: json!({
+            "command": opts.command,
+            "examples_per_source": per_source,
+            "source_weights": opts.source_weights,
+            "cross_weight": opts.cross_weight,
+            "fit": opts.fit,
+            "train_examples": report.train_examples,
+            "dev_examples": report.dev_examples,
+            "final_loss": final_loss,
+            "dev_metrics": report.dev,
+            "split": "sha256(source, key): first byte % 10 == 0 is dev",
+        }),
+    };
+    write_head(out, &spec, &tensors)?;
+    Ok(report)
+}
+
+/// Writes a head folder atomically (a temporary sibling renamed into place).
+pub fn write_head(
+    out: &Path,
+    spec: &HeadSpec,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<(), TrainError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| TrainError::Io(parent.display().to_string(), e))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "head".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::Io(tmp.display().to_string(), e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::Io(tmp.display().to_string(), e))?;
+    let text = serde_json::to_string_pretty(spec).map_err(|e| TrainError::Data(e.to_string()))?;
+    let sp = tmp.join(HEAD_SPEC);
+    std::fs::write(&sp, text + "\n").map_err(|e| TrainError::Io(sp.display().to_string(), e))?;
+    candle_core::safetensors::save(tensors, tmp.join(HEAD_WEIGHTS))?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| TrainError::Io(out.display().to_string(), e))?;
+    }
+    std::fs::rename(&tmp, out).map_err(|e| TrainError::Io(out.display().to_string(), e))?;
+    Ok(())
+}

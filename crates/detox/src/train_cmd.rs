@@ -1,0 +1,306 @@
+//! `detox train` and `detox quality`.
+
+use crate::spec;
+use anyhow::{Context, Result};
+use clap::Args;
+use detox_scorers::ClassifierOptions;
+use detox_train::data::{read_labelled, read_shared, shared_attributes, PERSPECTIVE_ATTRIBUTES};
+use detox_train::fit::FitConfig;
+use detox_train::{Progress, TrainOptions};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Where to write the scorer folder (`detox score --scorer DIR` loads it).
+    #[arg(long, short)]
+    pub out: PathBuf,
+
+    /// Train on the public datasets of `--data` mapped to Perspective's attributes
+    /// (`shared`), instead of `--train` files.
+    #[arg(long)]
+    pub recipe: Option<String>,
+
+    /// The data folder of `--recipe shared`.
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+
+    /// Labelled JSONL/CSV/TSV files (repeatable): a text field plus label columns in [0, 1].
+    #[arg(long = "train")]
+    pub train: Vec<PathBuf>,
+
+    /// The text field of `--train` files.
+    #[arg(long, default_value = "text")]
+    pub field: String,
+
+    /// Label columns of `--train` files, comma-separated; they become the attributes.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+
+    /// The encoder (a registry name or a local folder).
+    #[arg(long, default_value = "all-minilm-l6-v2")]
+    pub encoder: String,
+
+    /// Hidden units of the head (0: linear).
+    #[arg(long, default_value_t = 1024)]
+    pub hidden: usize,
+
+    /// Epochs over the training data.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+
+    /// Seed of initial weights and shuffling.
+    #[arg(long, default_value_t = 17)]
+    pub seed: u64,
+
+    /// Token limit for embedding.
+    #[arg(long, default_value_t = 256)]
+    pub max_length: usize,
+
+    /// Weight of a source's examples, e.g. `rtp=3` (repeatable).
+    #[arg(long = "source-weight", value_parser = parse_weight)]
+    pub source_weights: Vec<(String, f32)>,
+
+    /// Weight of Perspective attributes learnt from datasets that are not Perspective-scored
+    /// (recipe `shared`: HateXplain, Davidson, ToxiGen labels for toxicity / identity_attack).
+    #[arg(long, default_value_t = 0.1)]
+    pub cross_weight: f32,
+
+    /// Skip calibration onto Perspective scores.
+    #[arg(long)]
+    pub no_calibration: bool,
+
+    /// Embedding cache (default: $DETOX_HOME/train-cache); re-runs and resumed runs reuse it.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+
+    /// Texts per forward pass while embedding.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn parse_weight(s: &str) -> Result<(String, f32), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not SOURCE=WEIGHT"))?;
+    let w: f32 = v.parse().map_err(|_| format!("`{v}` is not a number"))?;
+    Ok((k.to_string(), w))
+}
+
+pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
+    let threads = spec::set_threads(args.threads);
+    let (examples, attributes, exported) = match args.recipe.as_deref() {
+        Some("shared") => (
+            read_shared(&args.data).with_context(|| {
+                format!("reading the shared datasets under {}", args.data.display())
+            })?,
+            shared_attributes(),
+            PERSPECTIVE_ATTRIBUTES
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        ),
+        Some(other) => anyhow::bail!("unknown recipe `{other}` (known: shared)"),
+        None => {
+            if args.train.is_empty() || args.labels.is_empty() {
+                anyhow::bail!("give --recipe shared, or --train FILE with --labels COL[,COL...]");
+            }
+            let mut all = Vec::new();
+            for f in &args.train {
+                let src = f
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "data".into());
+                all.extend(read_labelled(f, &args.field, &args.labels, &src)?);
+            }
+            (all, args.labels.clone(), args.labels.clone())
+        }
+    };
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &examples {
+        *counts.entry(e.source.as_str()).or_default() += 1;
+    }
+    eprintln!(
+        "detox: {} examples ({}); attributes: {}",
+        examples.len(),
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        exported.join(", ")
+    );
+    let encoder_dir = spec::resolve_path(&args.encoder, offline)?;
+    let mut source_weights: BTreeMap<String, f32> = BTreeMap::new();
+    if args.recipe.as_deref() == Some("shared") {
+        // RTP carries all eight attributes on Perspective's own scale; Davidson is large and
+        // mostly offensive tweets: weigh them so each source's signal counts.
+        source_weights.insert("rtp".into(), 10.0);
+        source_weights.insert("davidson".into(), 0.5);
+        source_weights.insert("jigsaw-sample".into(), 2.0);
+    }
+    for (k, v) in &args.source_weights {
+        source_weights.insert(k.clone(), *v);
+    }
+    let command: Vec<String> = std::env::args().collect();
+    let opts = TrainOptions {
+        encoder_name: args.encoder.clone(),
+        encoder_dir,
+        max_tokens: args.max_length,
+        batch_size: args.batch_size,
+        parallel: threads,
+        cache_dir: args
+            .cache
+            .clone()
+            .unwrap_or_else(|| detox_hub::default_home().join("train-cache")),
+        attributes,
+        exported,
+        source_weights,
+        cross_weight: args.cross_weight,
+        fit: FitConfig {
+            hidden: args.hidden,
+            epochs: args.epochs,
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            batch_size: 256,
+            seed: args.seed,
+        },
+        calibrate: !args.no_calibration,
+        command: command.join(" "),
+    };
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut stage = "";
+    let report = detox_train::train(&examples, &opts, &args.out, &mut |p| match p {
+        Progress::Embedding { done, total } => {
+            if stage != "embed" {
+                stage = "embed";
+                bar.set_message("embedding");
+                bar.set_length(total as u64);
+            }
+            bar.set_position(done as u64);
+        }
+        Progress::Epoch {
+            epoch,
+            epochs,
+            loss,
+        } => {
+            if stage != "fit" {
+                stage = "fit";
+                bar.set_length(epochs as u64);
+            }
+            bar.set_message(format!("fitting head, loss {loss:.4}"));
+            bar.set_position(epoch as u64);
+        }
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "trained on {} examples ({} held out for dev), final loss {:.4}",
+        report.train_examples, report.dev_examples, report.final_loss
+    );
+    println!(
+        "{:<14} {:<18} {:>6} {:>8} {:>9}",
+        "source", "attribute", "dev n", "ROC-AUC", "Spearman"
+    );
+    for m in &report.dev {
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<14} {:<18} {:>6} {:>8} {:>9}",
+            m.source,
+            m.attribute,
+            m.n,
+            f(m.auc),
+            f(m.spearman)
+        );
+    }
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// The scorer to measure (as in `detox score`).
+    #[arg(long, default_value = spec::DEFAULT_SCORER)]
+    pub scorer: String,
+
+    /// The data folder (`../shared/data`).
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+
+    /// The attribute that means "toxic".
+    #[arg(long, default_value = "toxicity")]
+    pub attribute: String,
+
+    /// Score at or above which a template counts as flagged.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run_quality(args: QualityArgs, offline: bool) -> Result<ExitCode> {
+    let threads = spec::set_threads(args.threads);
+    let scorer = spec::load(
+        &args.scorer,
+        None,
+        ClassifierOptions {
+            batch_size: args.batch_size,
+            parallel_batches: threads,
+            ..Default::default()
+        },
+        offline,
+    )?;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let report = detox_train::quality::quality(
+        scorer.as_ref(),
+        &args.attribute,
+        &args.data,
+        args.threshold,
+        &mut |stage, done, total| {
+            bar.set_message(stage.to_string());
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )
+    .with_context(|| format!("measuring on {}", args.data.display()))?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
