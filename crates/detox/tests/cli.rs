@@ -273,3 +273,127 @@ fn pulled_minilm_matches_transformers_embeddings() {
     }
     assert!(worst < 1e-4, "max |embedding diff| {worst}");
 }
+
+#[test]
+fn train_then_score_with_the_trained_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("labelled.jsonl");
+    let mut lines = String::new();
+    for i in 0..100 {
+        lines.push_str(&format!(
+            "{{\"text\": \"thank you friend {i}\", \"rude\": 0}}\n"
+        ));
+        lines.push_str(&format!(
+            "{{\"text\": \"shut up idiot {i}\", \"rude\": true}}\n"
+        ));
+    }
+    std::fs::write(&data, lines).unwrap();
+    let out_dir = dir.path().join("my-scorer");
+    let out = bin()
+        .args([
+            "train", "--labels", "rude", "--hidden", "8", "--epochs", "25", "--lr", "0.01",
+        ])
+        .arg("--train")
+        .arg(&data)
+        .arg("--encoder")
+        .arg(fixture_model("bert"))
+        .arg("--cache")
+        .arg(dir.path().join("cache"))
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("trained on"), "{stdout}");
+    assert!(
+        stdout.contains("labelled"),
+        "dev metrics per source: {stdout}"
+    );
+
+    let mut cmd = bin();
+    cmd.args(["score", "--scorer"]).arg(&out_dir);
+    let out = run_with_stdin(
+        cmd,
+        b"{\"text\": \"shut up idiot 3\"}\n{\"text\": \"thank you friend 3\"}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lines_of(&out.stdout);
+    let rude = |i: usize| rows[i]["scores"]["rude"].as_f64().unwrap();
+    assert!(rude(0) > rude(1), "{} vs {}", rude(0), rude(1));
+
+    // A bad label value names the file, line and field.
+    std::fs::write(&data, "{\"text\": \"x\", \"rude\": 7}\n").unwrap();
+    let out = bin()
+        .args(["train", "--labels", "rude", "--train"])
+        .arg(&data)
+        .arg("--encoder")
+        .arg(fixture_model("bert"))
+        .arg("--out")
+        .arg(dir.path().join("never"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 1: label `rude` is 7, outside [0, 1]"),
+        "{err}"
+    );
+}
+
+fn lines_of(out: &[u8]) -> Vec<Value> {
+    lines(out)
+}
+
+#[test]
+fn the_builtin_scorer_ranks_insults_above_pleasantries() {
+    if cached_minilm().is_none() {
+        return;
+    }
+    let out = bin()
+        .args(["--offline", "score"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/comments.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lines(&out.stdout);
+    assert_eq!(rows.len(), 8);
+    let attrs: Vec<&String> = rows[0]["scores"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        attrs,
+        vec![
+            "toxicity",
+            "severe_toxicity",
+            "identity_attack",
+            "insult",
+            "profanity",
+            "threat",
+            "sexually_explicit",
+            "flirtation"
+        ]
+    );
+    let tox = |i: usize| rows[i]["scores"]["toxicity"].as_f64().unwrap();
+    // ids 2, 4, 6 are insults; 1, 3, 7 are pleasant or neutral.
+    for bad in [1, 3, 5] {
+        for good in [0, 2, 6] {
+            assert!(
+                tox(bad) > 0.5 && tox(good) < 0.5,
+                "{bad}: {} vs {good}: {}",
+                tox(bad),
+                tox(good)
+            );
+        }
+    }
+}
