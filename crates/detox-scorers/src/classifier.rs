@@ -198,6 +198,13 @@ pub(crate) fn run_batched(
 ) -> Result<Vec<Vec<f32>>, ScoreError> {
     let mut order: Vec<usize> = (0..enc.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(enc[i].ids.len()));
+    // A small call (a server batch) is cut into several length-sorted pieces per thread: every
+    // thread gets work, and each piece pads only to its own longest text.
+    let batch_size = if parallel > 1 {
+        batch_size.min(enc.len().div_ceil(parallel * 4).max(4))
+    } else {
+        batch_size
+    };
     let chunks: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
     let one = |chunk: &[usize]| -> Result<Vec<Vec<f32>>, ScoreError> {
         let l = chunk.iter().map(|&i| enc[i].ids.len()).max().unwrap_or(0);

@@ -5,6 +5,7 @@
 
 mod models_cmd;
 mod score_cmd;
+mod serve_cmd;
 mod spec;
 mod train_cmd;
 
@@ -38,6 +39,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Measure a scorer on held-out dev splits and identity-term templates.
     Quality(train_cmd::QualityArgs),
+    /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Models(cmd) => models_cmd::run(cmd, cli.offline),
         Command::Train(args) => train_cmd::run_train(args, cli.offline),
         Command::Quality(args) => train_cmd::run_quality(args, cli.offline),
+        Command::Serve(args) => serve_cmd::run(args, cli.offline),
     };
     match result {
         Ok(code) => code,
