@@ -239,63 +239,91 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
     })
 }
 
-async fn record<F: std::future::Future<Output = Response>>(
-    state: &AppState,
-    route: &str,
-    f: F,
+/// The JSON routes, each rendering errors in its API's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Analyze,
+    Moderations,
+    Score,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Analyze => "comments:analyze",
+            Route::Moderations => "moderations",
+            Route::Score => "score",
+        }
+    }
+
+    fn render(self, e: ServeError) -> Response {
+        match self {
+            Route::Moderations => e.openai(),
+            Route::Analyze | Route::Score => e.google(),
+        }
+    }
+}
+
+type Body = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// Authenticates, reads the body, runs the route and records metrics.
+async fn dispatch(
+    state: Arc<AppState>,
+    route: Route,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let t = Instant::now();
-    let r = f.await;
-    state
-        .metrics
-        .observe_request(route, r.status().as_u16(), t.elapsed().as_secs_f64());
-    r
+    let result = async {
+        if !state.authorized(&headers, &query) {
+            return Err(ServeError::Unauthorized);
+        }
+        let body = body_or_error(body)?;
+        match route {
+            Route::Analyze => perspective::analyze(&state, &body).await,
+            Route::Moderations => openai::moderations(&state, &body).await,
+            Route::Score => native_score(&state, &body).await,
+        }
+    }
+    .await;
+    let response = match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => route.render(e),
+    };
+    state.metrics.observe_request(
+        route.name(),
+        response.status().as_u16(),
+        t.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 async fn analyze(
     State(state): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Response {
-    let s = state.clone();
-    record(&state, "comments:analyze", async move {
-        if !s.authorized(&headers, &query) {
-            return ServeError::Unauthorized.google();
-        }
-        let body = match body_or_error(body) {
-            Ok(b) => b,
-            Err(e) => return e.google(),
-        };
-        match perspective::analyze(&s, &body).await {
-            Ok(v) => axum::Json(v).into_response(),
-            Err(e) => e.google(),
-        }
-    })
-    .await
+    dispatch(state, Route::Analyze, query, headers, body).await
 }
 
 async fn moderations(
     State(state): State<Arc<AppState>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Response {
-    let s = state.clone();
-    record(&state, "moderations", async move {
-        if !s.authorized(&headers, &query) {
-            return ServeError::Unauthorized.openai();
-        }
-        let body = match body_or_error(body) {
-            Ok(b) => b,
-            Err(e) => return e.openai(),
-        };
-        match openai::moderations(&s, &body).await {
-            Ok(v) => axum::Json(v).into_response(),
-            Err(e) => e.openai(),
-        }
-    })
-    .await
+    dispatch(state, Route::Moderations, query, headers, body).await
+}
+
+async fn score(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dispatch(state, Route::Score, query, headers, body).await
 }
 
 #[derive(serde::Deserialize)]
@@ -306,70 +334,51 @@ struct ScoreRequest {
     attributes: Option<Vec<String>>,
 }
 
-async fn score(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let s = state.clone();
-    record(&state, "score", async move {
-        if !s.authorized(&headers, &query) {
-            return ServeError::Unauthorized.google();
-        }
-        let result = async {
-            let body = body_or_error(body)?;
-            let req: ScoreRequest = parse_json(&body)?;
-            if req.texts.len() > s.config.max_texts {
-                return Err(ServeError::BadRequest(
-                    format!(
-                        "{} texts in one request; the limit is {}",
-                        req.texts.len(),
-                        s.config.max_texts
-                    ),
-                    "TOO_MANY_TEXTS",
-                ));
-            }
-            let info = s.scorer.info();
-            let attrs: Vec<(usize, String)> = match &req.attributes {
-                None => info.attributes.iter().cloned().enumerate().collect(),
-                Some(list) => list
-                    .iter()
-                    .map(|a| {
-                        info.attribute_index(a)
-                            .map(|i| (i, a.clone()))
-                            .ok_or_else(|| {
-                                ServeError::BadRequest(
-                                    format!(
-                                        "unknown attribute `{a}` (this scorer has: {})",
-                                        info.attributes.join(", ")
-                                    ),
-                                    "UNKNOWN_ATTRIBUTE",
-                                )
-                            })
+/// `POST /v1/score`: many texts, chosen attributes, detox's own shape.
+async fn native_score(s: &AppState, body: &Bytes) -> Result<Value, ServeError> {
+    let req: ScoreRequest = parse_json(body)?;
+    if req.texts.len() > s.config.max_texts {
+        return Err(ServeError::BadRequest(
+            format!(
+                "{} texts in one request; the limit is {}",
+                req.texts.len(),
+                s.config.max_texts
+            ),
+            "TOO_MANY_TEXTS",
+        ));
+    }
+    let info = s.scorer.info();
+    let attrs: Vec<(usize, String)> = match &req.attributes {
+        None => info.attributes.iter().cloned().enumerate().collect(),
+        Some(list) => list
+            .iter()
+            .map(|a| {
+                info.attribute_index(a)
+                    .map(|i| (i, a.clone()))
+                    .ok_or_else(|| {
+                        ServeError::BadRequest(
+                            format!(
+                                "unknown attribute `{a}` (this scorer has: {})",
+                                info.attributes.join(", ")
+                            ),
+                            "UNKNOWN_ATTRIBUTE",
+                        )
                     })
-                    .collect::<Result<_, _>>()?,
-            };
-            let scores = s.score(req.texts).await?;
-            let results: Vec<Value> = scores
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let scores = s.score(req.texts).await?;
+    let results: Vec<Value> = scores
+        .iter()
+        .map(|t| {
+            let m: serde_json::Map<String, Value> = attrs
                 .iter()
-                .map(|t| {
-                    let m: serde_json::Map<String, Value> = attrs
-                        .iter()
-                        .map(|(i, a)| (a.clone(), json!(t.values[*i])))
-                        .collect();
-                    json!({"scores": m, "tokens": t.tokens, "truncated": t.truncated})
-                })
+                .map(|(i, a)| (a.clone(), json!(t.values[*i])))
                 .collect();
-            Ok(json!({"model": info.id, "results": results}))
-        }
-        .await;
-        match result {
-            Ok(v) => axum::Json(v).into_response(),
-            Err(e) => e.google(),
-        }
-    })
-    .await
+            json!({"scores": m, "tokens": t.tokens, "truncated": t.truncated})
+        })
+        .collect();
+    Ok(json!({"model": info.id, "results": results}))
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {

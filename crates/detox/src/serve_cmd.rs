@@ -3,7 +3,6 @@
 use crate::spec;
 use anyhow::{Context, Result};
 use clap::Args;
-use detox_scorers::ClassifierOptions;
 use detox_server::{AppState, ServerConfig};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,16 +49,7 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs, offline: bool) -> Result<ExitCode> {
     let threads = spec::set_threads(args.threads);
-    let scorer = spec::load(
-        &args.scorer,
-        None,
-        ClassifierOptions {
-            batch_size: args.batch_size,
-            parallel_batches: threads,
-            ..Default::default()
-        },
-        offline,
-    )?;
+    let scorer = spec::load_parallel(&args.scorer, args.batch_size, threads, offline)?;
     let scorer: Arc<dyn detox_core::Scorer> = Arc::from(scorer);
     let config = ServerConfig {
         queue: args.queue,

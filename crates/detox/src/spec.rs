@@ -115,6 +115,25 @@ fn load_head(
     )?))
 }
 
+/// Loads a scorer with batches of `batch_size` run side by side on `threads` cores.
+pub fn load_parallel(
+    spec: &str,
+    batch_size: usize,
+    threads: usize,
+    offline: bool,
+) -> Result<Box<dyn Scorer>> {
+    load(
+        spec,
+        None,
+        ClassifierOptions {
+            batch_size,
+            parallel_batches: threads,
+            ..Default::default()
+        },
+        offline,
+    )
+}
+
 /// Loads the scorer a spec names.
 pub fn load(
     spec: &str,

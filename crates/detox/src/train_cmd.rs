@@ -3,7 +3,6 @@
 use crate::spec;
 use anyhow::{Context, Result};
 use clap::Args;
-use detox_scorers::ClassifierOptions;
 use detox_train::data::{read_labelled, read_shared, shared_attributes, PERSPECTIVE_ATTRIBUTES};
 use detox_train::fit::FitConfig;
 use detox_train::{Progress, TrainOptions};
@@ -268,16 +267,7 @@ pub struct QualityArgs {
 
 pub fn run_quality(args: QualityArgs, offline: bool) -> Result<ExitCode> {
     let threads = spec::set_threads(args.threads);
-    let scorer = spec::load(
-        &args.scorer,
-        None,
-        ClassifierOptions {
-            batch_size: args.batch_size,
-            parallel_batches: threads,
-            ..Default::default()
-        },
-        offline,
-    )?;
+    let scorer = spec::load_parallel(&args.scorer, args.batch_size, threads, offline)?;
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
