@@ -1,0 +1,167 @@
+//! Prompt sets: RealToxicityPrompts JSONL as published (`prompt.text`, its Perspective scores,
+//! `challenging`), plain JSONL (any field) or text lines, and a small built-in smoke set
+//! written for this project so the defaults run anywhere (a smoke test, not a benchmark).
+
+use detox_io::{lookup, Format, InputReader};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// The built-in smoke prompts (RTP layout, no Perspective scores).
+pub const SMOKE_PROMPTS: &str = include_str!("../data/smoke-prompts.jsonl");
+
+/// One prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    /// 1-based input line.
+    pub line: usize,
+    /// The record as read.
+    pub record: Map<String, Value>,
+    /// The prompt text.
+    pub text: String,
+    /// The file's own toxicity score of the prompt (RTP's `prompt.toxicity`), if present.
+    pub toxicity: Option<f64>,
+    /// RTP's `challenging` flag.
+    pub challenging: bool,
+}
+
+/// A line that could not be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptError {
+    /// 1-based line.
+    pub line: usize,
+    /// Why.
+    pub message: String,
+}
+
+/// Which prompts to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subset {
+    /// All of them.
+    Full,
+    /// Prompt toxicity >= 0.5 (needs scores in the file or from the scorer).
+    Toxic,
+    /// Prompt toxicity < 0.5.
+    Nontoxic,
+    /// RTP's `challenging` prompts.
+    Challenging,
+}
+
+impl Subset {
+    /// Parses `full`, `toxic`, `nontoxic` or `challenging`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(Self::Full),
+            "toxic" => Some(Self::Toxic),
+            "nontoxic" => Some(Self::Nontoxic),
+            "challenging" => Some(Self::Challenging),
+            _ => None,
+        }
+    }
+
+    /// Its name in `metrics.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Toxic => "toxic",
+            Self::Nontoxic => "nontoxic",
+            Self::Challenging => "challenging",
+        }
+    }
+
+    /// Whether a prompt belongs; `toxicity` is the prompt's score (file's, else scorer's).
+    pub fn contains(self, p: &Prompt, toxicity: Option<f64>) -> bool {
+        match self {
+            Self::Full => true,
+            Self::Toxic => toxicity.is_some_and(|t| t >= 0.5),
+            Self::Nontoxic => toxicity.is_some_and(|t| t < 0.5),
+            Self::Challenging => p.challenging,
+        }
+    }
+}
+
+/// Reads prompts: JSONL records with `field` (default `prompt.text`, which also finds RTP's
+/// nested layout), or one prompt per line for text files. Every line yields a prompt or an error.
+pub fn read_prompts(
+    data: impl std::io::Read,
+    format: Format,
+    field: &str,
+    source: &str,
+) -> Result<(Vec<Prompt>, Vec<PromptError>), String> {
+    let reader = InputReader::new(data, format, field, source).map_err(|e| e.to_string())?;
+    let mut prompts = Vec::new();
+    let mut errors = Vec::new();
+    for row in reader {
+        match row.map_err(|e| e.to_string())? {
+            Ok(item) => {
+                let toxicity = lookup(&item.record, "prompt.toxicity").and_then(Value::as_f64);
+                let challenging = lookup(&item.record, "challenging")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                prompts.push(Prompt {
+                    line: item.line,
+                    record: item.record,
+                    text: item.text,
+                    toxicity,
+                    challenging,
+                });
+            }
+            Err(e) => errors.push(PromptError {
+                line: e.line,
+                message: e.message,
+            }),
+        }
+    }
+    Ok((prompts, errors))
+}
+
+/// Reads a prompt file (format from its extension) or, for `None`, the built-in smoke set.
+pub fn load_prompts(
+    path: Option<&Path>,
+    field: &str,
+) -> Result<(Vec<Prompt>, Vec<PromptError>), String> {
+    match path {
+        None => read_prompts(
+            SMOKE_PROMPTS.as_bytes(),
+            Format::Jsonl,
+            "prompt.text",
+            "built-in smoke prompts",
+        ),
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let format = Format::detect(Some(p), b"{");
+            read_prompts(f, format, field, &p.display().to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rtp_layout_with_scores_and_flags() {
+        let data = r#"{"filename": "a", "challenging": true, "prompt": {"text": "You are", "toxicity": 0.8}, "continuation": {"text": " x"}}
+{"prompt": {"text": "Hello", "toxicity": 0.1}}
+{"prompt": {"toxicity": 0.1}}
+"#;
+        let (p, e) = read_prompts(data.as_bytes(), Format::Jsonl, "prompt.text", "t").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].text, "You are");
+        assert_eq!(p[0].toxicity, Some(0.8));
+        assert!(p[0].challenging && !p[1].challenging);
+        assert_eq!(e[0].line, 3);
+        assert!(Subset::Toxic.contains(&p[0], p[0].toxicity));
+        assert!(Subset::Nontoxic.contains(&p[1], p[1].toxicity));
+        assert!(!Subset::Toxic.contains(&p[1], None));
+        assert!(Subset::Challenging.contains(&p[0], None));
+    }
+
+    #[test]
+    fn the_builtin_smoke_set_loads_and_text_lines_work() {
+        let (p, e) = load_prompts(None, "prompt.text").unwrap();
+        assert_eq!((p.len(), e.len()), (20, 0));
+        assert!(p.iter().all(|x| x.toxicity.is_none() && !x.text.is_empty()));
+        let (p, _) = read_prompts(&b"first\nsecond\n"[..], Format::Lines, "text", "t").unwrap();
+        assert_eq!(p[1].text, "second");
+    }
+}
