@@ -11,8 +11,37 @@ use candle_core::{Device, Tensor};
 use detox_core::ScoreError;
 use std::path::Path;
 
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over real tokens (sentence-transformers' pooling for MiniLM).
+    Mean,
+    /// The mean and the element-wise maximum over real tokens, concatenated.
+    MeanMax,
+}
+
+impl Pooling {
+    /// Parses `mean` or `mean+max`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "mean" => Some(Self::Mean),
+            "mean+max" => Some(Self::MeanMax),
+            _ => None,
+        }
+    }
+
+    /// Its name in head specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::MeanMax => "mean+max",
+        }
+    }
+}
+
 /// An encoder that turns texts into fixed-size vectors.
 pub struct SentenceEncoder {
+    pooling: Pooling,
     model: EncoderClassifier,
     tokenizer: TextTokenizer,
     batch_size: usize,
@@ -32,6 +61,7 @@ impl SentenceEncoder {
         let max = max_tokens(&model, dir, max_length);
         let tokenizer = TextTokenizer::from_dir(dir, max)?;
         Ok(Self {
+            pooling: Pooling::Mean,
             model,
             tokenizer,
             batch_size: batch_size.max(1),
@@ -45,9 +75,18 @@ impl SentenceEncoder {
         self
     }
 
+    /// Pools with `pooling`.
+    pub fn with_pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
     /// Embedding size.
     pub fn dim(&self) -> usize {
-        self.model.hidden
+        match self.pooling {
+            Pooling::Mean => self.model.hidden,
+            Pooling::MeanMax => 2 * self.model.hidden,
+        }
     }
 
     /// The token limit.
@@ -55,8 +94,8 @@ impl SentenceEncoder {
         self.tokenizer.max_tokens()
     }
 
-    /// Mean-pooled hidden states over real tokens, one vector per text, in input order, with
-    /// the tokenization of each text.
+    /// Pooled hidden states over real tokens, one vector per text, in input order, with the
+    /// tokenization of each text.
     pub fn embed_with_tokens(
         &self,
         texts: &[&str],
@@ -75,7 +114,17 @@ impl SentenceEncoder {
                     .flat_map(|&n| (0..l).map(move |i| u32::from(i < n)))
                     .collect();
                 let mask = Tensor::from_vec(mask, (rows.len(), l), self.model.device())?;
-                masked_mean(&hidden, &mask)?.to_vec2::<f32>()
+                let mean = masked_mean(&hidden, &mask)?;
+                match self.pooling {
+                    Pooling::Mean => mean.to_vec2::<f32>(),
+                    Pooling::MeanMax => {
+                        // Padding gets a huge negative offset so it never wins the maximum.
+                        let m = mask.to_dtype(candle_core::DType::F32)?.unsqueeze(2)?;
+                        let offset = ((m - 1.0)? * 1e9)?;
+                        let max = hidden.broadcast_add(&offset)?.max(1)?;
+                        Tensor::cat(&[&mean, &max], 1)?.to_vec2::<f32>()
+                    }
+                }
             },
         )?;
         Ok((out, enc))

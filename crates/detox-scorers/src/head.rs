@@ -7,7 +7,7 @@
 //! (a registry name such as `all-minilm-l6-v2`) with the sha256 of its weights, and the caller
 //! passes its local path.
 
-use crate::embed::SentenceEncoder;
+use crate::embed::{Pooling, SentenceEncoder};
 use crate::LoadError;
 use candle_core::{DType, Device, Tensor};
 use detox_core::metrics::Isotonic;
@@ -32,7 +32,7 @@ pub struct HeadSpec {
     pub encoder: String,
     /// sha256 of the encoder's weights file the head was trained on.
     pub encoder_sha256: Option<String>,
-    /// How token states become one vector: `mean`.
+    /// How token states become one vector: `mean` or `mean+max`.
     pub pooling: String,
     /// Token limit used in training (texts are cut there when scoring too).
     pub max_tokens: usize,
@@ -59,9 +59,9 @@ impl HeadSpec {
                 spec.format
             )));
         }
-        if spec.pooling != "mean" {
+        if Pooling::parse(&spec.pooling).is_none() {
             return Err(LoadError::Config(format!(
-                "{source}: pooling `{}` is not supported (only `mean`)",
+                "{source}: pooling `{}` is not supported (`mean` or `mean+max`)",
                 spec.pooling
             )));
         }
@@ -179,8 +179,10 @@ impl HeadScorer {
         parallel: usize,
     ) -> Result<Self, LoadError> {
         let spec = HeadSpec::parse(spec_text, id)?;
+        let pooling = Pooling::parse(&spec.pooling).unwrap_or(Pooling::Mean);
         let encoder = SentenceEncoder::from_hf_dir(encoder_dir, batch_size, Some(spec.max_tokens))?
-            .with_parallel_batches(parallel);
+            .with_parallel_batches(parallel)
+            .with_pooling(pooling);
         let mlp = Mlp::from_safetensors(head_bytes, &spec, encoder.dim())?;
         let calibration = spec
             .attributes
@@ -190,9 +192,10 @@ impl HeadScorer {
         let mut info = ScorerInfo::new(id, spec.attributes.clone(), Activation::Sigmoid);
         info.max_tokens = Some(encoder.max_tokens());
         info.description = format!(
-            "trained head ({} hidden units) on {} mean-pooled embeddings{}",
+            "trained head ({} hidden units) on {} embeddings ({} pooling){}",
             spec.hidden,
             spec.encoder,
+            spec.pooling,
             if spec.calibration.is_empty() {
                 ""
             } else {

@@ -23,7 +23,7 @@ pub mod tokenize;
 
 pub use classifier::{ClassifierOptions, EncoderScorer};
 pub use detoxify::{load_detoxify, read_checkpoint_meta};
-pub use embed::SentenceEncoder;
+pub use embed::{Pooling, SentenceEncoder};
 pub use head::{HeadScorer, HeadSpec};
 
 use detox_core::Scorer;

@@ -322,3 +322,25 @@ fn parallel_batches_give_the_same_scores() {
         }
     }
 }
+
+#[test]
+fn mean_max_pooling_concatenates_the_mean_and_the_maximum() {
+    use detox_scorers::{Pooling, SentenceEncoder};
+    let mean = SentenceEncoder::from_hf_dir(&fixture("bert"), 4, None).unwrap();
+    let both = SentenceEncoder::from_hf_dir(&fixture("bert"), 4, None)
+        .unwrap()
+        .with_pooling(Pooling::MeanMax);
+    assert_eq!((mean.dim(), both.dim()), (32, 64));
+    // Texts of different lengths in one batch: padding must not leak into the maximum.
+    let texts = ["short", "a much longer text with many more tokens in it"];
+    let m = mean.embed(&texts).unwrap();
+    let b = both.embed(&texts).unwrap();
+    let alone = both.embed(&["short"]).unwrap();
+    for (x, y) in m[0].iter().zip(&b[0][..32]) {
+        assert!((x - y).abs() < 1e-6);
+    }
+    for (x, y) in b[0].iter().zip(&alone[0]) {
+        assert!((x - y).abs() < 1e-5, "padding changed the pooled vector");
+    }
+    assert!(b[0][32..].iter().zip(&b[0][..32]).all(|(mx, mn)| mx >= mn));
+}

@@ -52,6 +52,8 @@ pub struct TrainOptions {
     pub encoder_dir: PathBuf,
     /// Token limit for embedding.
     pub max_tokens: usize,
+    /// How token states are pooled.
+    pub pooling: detox_scorers::Pooling,
     /// Texts per forward pass.
     pub batch_size: usize,
     /// Batches run at once.
@@ -225,11 +227,17 @@ pub fn train(
     }
     let encoder =
         SentenceEncoder::from_hf_dir(&opts.encoder_dir, opts.batch_size, Some(opts.max_tokens))?
-            .with_parallel_batches(opts.parallel);
+            .with_parallel_batches(opts.parallel)
+            .with_pooling(opts.pooling);
     let sha = weights_sha256(&opts.encoder_dir)?;
     let mut cache = EmbeddingCache::open(
         &opts.cache_dir,
-        &format!("{}-{}", &sha[..16], encoder.max_tokens()),
+        &format!(
+            "{}-{}-{}",
+            &sha[..16],
+            encoder.max_tokens(),
+            opts.pooling.name().replace('+', "")
+        ),
         encoder.dim(),
     )?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
@@ -350,7 +358,7 @@ pub fn train(
         format: HEAD_FORMAT.into(),
         encoder: opts.encoder_name.clone(),
         encoder_sha256: Some(sha),
-        pooling: "mean".into(),
+        pooling: opts.pooling.name().into(),
         max_tokens: encoder.max_tokens(),
         attributes: opts.exported.clone(),
         hidden: opts.fit.hidden,

@@ -60,6 +60,7 @@ fn options(cache: &Path) -> TrainOptions {
         encoder_name: encoder().display().to_string(),
         encoder_dir: encoder(),
         max_tokens: 32,
+        pooling: detox_scorers::Pooling::Mean,
         batch_size: 16,
         parallel: 1,
         cache_dir: cache.to_path_buf(),

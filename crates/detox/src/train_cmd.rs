@@ -66,6 +66,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 256)]
     pub max_length: usize,
 
+    /// Pooling of token states: `mean` or `mean+max`.
+    #[arg(long, default_value = "mean")]
+    pub pooling: String,
+
     /// Weight of a source's examples, e.g. `rtp=3` (repeatable).
     #[arg(long = "source-weight", value_parser = parse_weight)]
     pub source_weights: Vec<(String, f32)>,
@@ -160,6 +164,9 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
         encoder_name: args.encoder.clone(),
         encoder_dir,
         max_tokens: args.max_length,
+        pooling: detox_scorers::Pooling::parse(&args.pooling).with_context(|| {
+            format!("--pooling: `{}` is neither mean nor mean+max", args.pooling)
+        })?,
         batch_size: args.batch_size,
         parallel: threads,
         cache_dir: args
