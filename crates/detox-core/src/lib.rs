@@ -28,7 +28,10 @@
 //! assert!((out[0].values[0] - 0.5).abs() < 1e-6);
 //! ```
 
+mod ensemble;
 pub mod metrics;
+
+pub use ensemble::Ensemble;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -190,6 +193,60 @@ impl<S: Scorer + ?Sized> Scorer for std::sync::Arc<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Fixed(ScorerInfo, Vec<f32>);
+
+    impl Scorer for Fixed {
+        fn info(&self) -> &ScorerInfo {
+            &self.0
+        }
+        fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
+            Ok(texts
+                .iter()
+                .map(|t| TextScore {
+                    values: self.1.clone(),
+                    tokens: t.len(),
+                    truncated: false,
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn ensembles_average_shared_attributes_by_name() {
+        let a = Fixed(
+            ScorerInfo::new(
+                "a",
+                vec!["toxicity".into(), "insult".into()],
+                Activation::Sigmoid,
+            ),
+            vec![0.2, 0.4],
+        );
+        let b = Fixed(
+            ScorerInfo::new(
+                "b",
+                vec!["insult".into(), "threat".into(), "toxicity".into()],
+                Activation::Sigmoid,
+            ),
+            vec![0.8, 0.9, 0.6],
+        );
+        let e = Ensemble::new(vec![Box::new(a), Box::new(b)])
+            .unwrap()
+            .with_id("both");
+        assert_eq!(e.info().attributes, vec!["toxicity", "insult"]);
+        assert_eq!(e.info().id, "both");
+        let s = e.score(&["x"]).unwrap();
+        assert!((s[0].values[0] - 0.4).abs() < 1e-6 && (s[0].values[1] - 0.6).abs() < 1e-6);
+        let c = Fixed(
+            ScorerInfo::new("c", vec!["other".into()], Activation::Sigmoid),
+            vec![1.0],
+        );
+        let d = Fixed(
+            ScorerInfo::new("d", vec!["toxicity".into()], Activation::Sigmoid),
+            vec![1.0],
+        );
+        assert!(Ensemble::new(vec![Box::new(c), Box::new(d)]).is_err());
+    }
 
     #[test]
     fn softmax_sums_to_one_and_is_stable() {

@@ -19,12 +19,14 @@ pub mod detoxify;
 pub mod embed;
 pub mod head;
 pub mod models;
+pub mod ngram;
 pub mod tokenize;
 
 pub use classifier::{ClassifierOptions, EncoderScorer};
 pub use detoxify::{load_detoxify, read_checkpoint_meta};
 pub use embed::{Pooling, SentenceEncoder};
 pub use head::{HeadScorer, HeadSpec};
+pub use ngram::{NgramScorer, NgramSpec};
 
 use detox_core::Scorer;
 use std::path::Path;

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod data;
 pub mod fit;
+pub mod ngram_fit;
 pub mod quality;
 
 use cache::EmbeddingCache;
@@ -217,14 +218,7 @@ pub fn train(
     out: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TrainReport, TrainError> {
-    let k = opts.attributes.len();
-    if let Some(e) = examples.iter().find(|e| e.targets.len() != k) {
-        return Err(TrainError::Data(format!(
-            "example from {} has {} targets for {k} attributes",
-            e.source,
-            e.targets.len()
-        )));
-    }
+    check_targets(examples, opts.attributes.len())?;
     let encoder =
         SentenceEncoder::from_hf_dir(&opts.encoder_dir, opts.batch_size, Some(opts.max_tokens))?
             .with_parallel_batches(opts.parallel)
@@ -259,26 +253,7 @@ pub fn train(
         .iter()
         .map(|&i| examples[i].targets.clone())
         .collect();
-    let w: Vec<Vec<f32>> = train_idx
-        .iter()
-        .map(|&i| {
-            let e = &examples[i];
-            let sw = *opts.source_weights.get(&e.source).unwrap_or(&1.0);
-            opts.attributes
-                .iter()
-                .map(|a| {
-                    if !e.perspective
-                        && opts.exported.contains(a)
-                        && opts.exported.len() < opts.attributes.len()
-                    {
-                        sw * opts.cross_weight
-                    } else {
-                        sw
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let w = target_weights(examples, &train_idx, opts);
     let epochs = opts.fit.epochs;
     let FittedHead {
         tensors,
@@ -299,39 +274,12 @@ pub fn train(
 
     // Calibration: a monotone map from the head's probability to the Perspective score,
     // fitted on the training split of Perspective-scored examples.
-    let mut calibration = BTreeMap::new();
-    if opts.calibrate {
-        for (a, attr) in opts.attributes.iter().enumerate() {
-            let (mut xs, mut ys) = (Vec::new(), Vec::new());
-            for (e, p) in examples.iter().zip(&probs) {
-                if e.perspective && e.split() == Split::Train {
-                    if let Some(t) = e.targets[a] {
-                        xs.push(p[a] as f64);
-                        ys.push(t as f64);
-                    }
-                }
-            }
-            if xs.len() >= 50 {
-                if let Some(iso) = Isotonic::fit(&xs, &ys) {
-                    calibration.insert(attr.clone(), iso.thin(64));
-                }
-            }
-        }
-    }
+    let calibration = fit_calibration(examples, &probs, opts);
     let dev = dev_metrics(examples, &probs, &opts.attributes);
-    let keep: Vec<u32> = opts
-        .exported
-        .iter()
-        .map(|a| {
-            opts.attributes
-                .iter()
-                .position(|b| b == a)
-                .map(|i| i as u32)
-                .ok_or_else(|| {
-                    TrainError::Data(format!("exported attribute `{a}` is not a target"))
-                })
-        })
-        .collect::<Result<_, _>>()?;
+    let keep: Vec<u32> = exported_indices(opts)?
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
     let keep_t = Tensor::from_vec(keep.clone(), keep.len(), &Device::Cpu)?;
     let mut tensors = tensors;
     let (wname, bname) = if opts.fit.hidden == 0 {
@@ -343,7 +291,6 @@ pub fn train(
         let t = tensors[name].index_select(&keep_t, 0)?;
         tensors.insert(name.to_string(), t);
     }
-    calibration.retain(|k, _| opts.exported.contains(k));
     let report = TrainReport {
         train_examples: train_idx.len(),
         dev_examples: examples.len() - train_idx.len(),
@@ -380,10 +327,199 @@ pub fn train(
     Ok(report)
 }
 
+/// Weights per training example and target: the source's weight, times `cross_weight` for
+/// exported targets learnt from sources that are not Perspective-scored (when there are
+/// auxiliary targets to carry those sources' own definitions).
+fn target_weights(examples: &[Example], idx: &[usize], opts: &TrainOptions) -> Vec<Vec<f32>> {
+    idx.iter()
+        .map(|&i| {
+            let e = &examples[i];
+            let sw = *opts.source_weights.get(&e.source).unwrap_or(&1.0);
+            opts.attributes
+                .iter()
+                .map(|a| {
+                    if !e.perspective
+                        && opts.exported.contains(a)
+                        && opts.exported.len() < opts.attributes.len()
+                    {
+                        sw * opts.cross_weight
+                    } else {
+                        sw
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Isotonic maps from probabilities to Perspective scores, fitted on the training split of
+/// Perspective-scored examples (64 knots), for the exported attributes.
+fn fit_calibration(
+    examples: &[Example],
+    probs: &[Vec<f32>],
+    opts: &TrainOptions,
+) -> BTreeMap<String, Isotonic> {
+    let mut calibration = BTreeMap::new();
+    if !opts.calibrate {
+        return calibration;
+    }
+    for (a, attr) in opts.attributes.iter().enumerate() {
+        if !opts.exported.contains(attr) {
+            continue;
+        }
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for (e, p) in examples.iter().zip(probs) {
+            if e.perspective && e.split() == Split::Train {
+                if let Some(t) = e.targets[a] {
+                    xs.push(p[a] as f64);
+                    ys.push(t as f64);
+                }
+            }
+        }
+        if xs.len() >= 50 {
+            if let Some(iso) = Isotonic::fit(&xs, &ys) {
+                calibration.insert(attr.clone(), iso.thin(64));
+            }
+        }
+    }
+    calibration
+}
+
+/// The positions of the exported attributes among the targets.
+fn exported_indices(opts: &TrainOptions) -> Result<Vec<usize>, TrainError> {
+    opts.exported
+        .iter()
+        .map(|a| {
+            opts.attributes.iter().position(|b| b == a).ok_or_else(|| {
+                TrainError::Data(format!("exported attribute `{a}` is not a target"))
+            })
+        })
+        .collect()
+}
+
+fn check_targets(examples: &[Example], k: usize) -> Result<(), TrainError> {
+    if let Some(e) = examples.iter().find(|e| e.targets.len() != k) {
+        return Err(TrainError::Data(format!(
+            "example from {} has {} targets for {k} attributes",
+            e.source,
+            e.targets.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Trains the n-gram model on `examples` and writes its folder `out`.
+pub fn train_ngram(
+    examples: &[Example],
+    opts: &TrainOptions,
+    cfg: &ngram_fit::NgramConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TrainReport, TrainError> {
+    use detox_scorers::ngram::{NgramScorer, NgramSpec, NGRAM_FORMAT, NGRAM_SPEC, NGRAM_WEIGHTS};
+    let k = opts.attributes.len();
+    check_targets(examples, k)?;
+    let train_idx: Vec<usize> = (0..examples.len())
+        .filter(|&i| examples[i].split() == Split::Train)
+        .collect();
+    let texts: Vec<&str> = train_idx
+        .iter()
+        .map(|&i| examples[i].text.as_str())
+        .collect();
+    let y: Vec<Vec<Option<f32>>> = train_idx
+        .iter()
+        .map(|&i| examples[i].targets.clone())
+        .collect();
+    let w = target_weights(examples, &train_idx, opts);
+    let epochs = cfg.epochs;
+    let (weights, bias) = ngram_fit::fit_ngram(&texts, &y, &w, cfg, &mut |epoch, loss| {
+        progress(Progress::Epoch {
+            epoch,
+            epochs,
+            loss,
+        })
+    });
+    let full = NgramSpec {
+        format: NGRAM_FORMAT.into(),
+        bits: cfg.bits,
+        attributes: opts.attributes.clone(),
+        calibration: BTreeMap::new(),
+        training: serde_json::Value::Null,
+    };
+    let model = NgramScorer::new(full, weights.clone(), bias.clone(), "training")?;
+    let probs: Vec<Vec<f32>> = examples
+        .iter()
+        .map(|e| {
+            let mut z = model.logits(&e.text);
+            detox_core::Activation::Sigmoid.apply(&mut z);
+            z
+        })
+        .collect();
+    let calibration = fit_calibration(examples, &probs, opts);
+    let dev = dev_metrics(examples, &probs, &opts.attributes);
+    let keep = exported_indices(opts)?;
+    let kept_w: Vec<f32> = weights
+        .chunks_exact(k)
+        .flat_map(|row| keep.iter().map(move |&i| row[i]))
+        .collect();
+    let kept_b: Vec<f32> = keep.iter().map(|&i| bias[i]).collect();
+    let report = TrainReport {
+        train_examples: train_idx.len(),
+        dev_examples: examples.len() - train_idx.len(),
+        final_loss: f64::NAN,
+        dev,
+    };
+    let spec = NgramSpec {
+        format: NGRAM_FORMAT.into(),
+        bits: cfg.bits,
+        attributes: opts.exported.clone(),
+        calibration,
+        training: json!({
+            "command": opts.command,
+            "config": cfg,
+            "source_weights": opts.source_weights,
+            "cross_weight": opts.cross_weight,
+            "train_examples": report.train_examples,
+            "dev_examples": report.dev_examples,
+            "dev_metrics": report.dev,
+        }),
+    };
+    let mut tensors = HashMap::new();
+    tensors.insert(
+        "w".to_string(),
+        Tensor::from_vec(kept_w, (1usize << cfg.bits, keep.len()), &Device::Cpu)?,
+    );
+    tensors.insert(
+        "b".to_string(),
+        Tensor::from_vec(kept_b, keep.len(), &Device::Cpu)?,
+    );
+    write_folder(
+        out,
+        NGRAM_SPEC,
+        &serde_json::to_string_pretty(&spec).map_err(|e| TrainError::Data(e.to_string()))?,
+        NGRAM_WEIGHTS,
+        &tensors,
+    )?;
+    Ok(report)
+}
+
 /// Writes a head folder atomically (a temporary sibling renamed into place).
 pub fn write_head(
     out: &Path,
     spec: &HeadSpec,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(spec).map_err(|e| TrainError::Data(e.to_string()))?;
+    write_folder(out, HEAD_SPEC, &text, HEAD_WEIGHTS, tensors)
+}
+
+/// Writes `spec_name` and `weights_name` into `out` atomically (a temporary sibling renamed
+/// into place).
+fn write_folder(
+    out: &Path,
+    spec_name: &str,
+    spec_text: &str,
+    weights_name: &str,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<(), TrainError> {
     let parent = out
@@ -400,10 +536,10 @@ pub fn write_head(
         std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::Io(tmp.display().to_string(), e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| TrainError::Io(tmp.display().to_string(), e))?;
-    let text = serde_json::to_string_pretty(spec).map_err(|e| TrainError::Data(e.to_string()))?;
-    let sp = tmp.join(HEAD_SPEC);
-    std::fs::write(&sp, text + "\n").map_err(|e| TrainError::Io(sp.display().to_string(), e))?;
-    candle_core::safetensors::save(tensors, tmp.join(HEAD_WEIGHTS))?;
+    let sp = tmp.join(spec_name);
+    std::fs::write(&sp, format!("{spec_text}\n"))
+        .map_err(|e| TrainError::Io(sp.display().to_string(), e))?;
+    candle_core::safetensors::save(tensors, tmp.join(weights_name))?;
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(|e| TrainError::Io(out.display().to_string(), e))?;
     }

@@ -4,7 +4,10 @@ use anyhow::{Context, Result};
 use detox_core::Scorer;
 use detox_hub::{Hub, PullOptions};
 use detox_scorers::head::{HEAD_SPEC, HEAD_WEIGHTS};
-use detox_scorers::{load_scorer, read_checkpoint_meta, ClassifierOptions, HeadScorer, HeadSpec};
+use detox_scorers::ngram::NGRAM_SPEC;
+use detox_scorers::{
+    load_scorer, read_checkpoint_meta, ClassifierOptions, HeadScorer, HeadSpec, NgramScorer,
+};
 use std::path::{Path, PathBuf};
 
 /// The scorer every command uses when `--scorer` is not given.
@@ -83,6 +86,16 @@ fn detoxify_base(path: &Path, offline: bool) -> Result<Option<PathBuf>> {
 const BUILTIN_SPEC: &str = include_str!("../../../models/default/detox-head.json");
 const BUILTIN_WEIGHTS: &[u8] = include_bytes!("../../../models/default/head.safetensors");
 
+/// The built-in n-gram model (`--scorer fast`).
+const BUILTIN_FAST_SPEC: &str = include_str!("../../../models/fast/detox-ngram.json");
+const BUILTIN_FAST_WEIGHTS: &[u8] = include_bytes!("../../../models/fast/ngram.safetensors");
+
+/// The built-in n-gram scorer's name.
+pub const FAST_SCORER: &str = "fast";
+
+/// The built-in encoder head alone.
+pub const DEFAULT_HEAD_SCORER: &str = "default-head";
+
 /// Loads a head scorer, resolving its encoder through the registry.
 fn load_head(
     spec_text: &str,
@@ -141,16 +154,44 @@ pub fn load(
     opts: ClassifierOptions,
     offline: bool,
 ) -> Result<Box<dyn Scorer>> {
+    if spec.contains(',') {
+        let members = spec
+            .split(',')
+            .map(|m| load(m.trim(), base, opts.clone(), offline))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Box::new(detox_core::Ensemble::new(members)?));
+    }
     if spec == DEFAULT_SCORER {
+        // The built-in scorer: the mean of the encoder head and the n-gram model, whose errors
+        // differ (context vs words); both are calibrated to Perspective's scale.
+        let members = vec![
+            load(DEFAULT_HEAD_SCORER, base, opts.clone(), offline)?,
+            load(FAST_SCORER, base, opts, offline)?,
+        ];
+        return Ok(Box::new(
+            detox_core::Ensemble::new(members)?.with_id(DEFAULT_SCORER),
+        ));
+    }
+    if spec == DEFAULT_HEAD_SCORER {
         return load_head(
             BUILTIN_SPEC,
             BUILTIN_WEIGHTS,
-            DEFAULT_SCORER,
+            DEFAULT_HEAD_SCORER,
             &opts,
             offline,
         );
     }
+    if spec == FAST_SCORER {
+        return Ok(Box::new(NgramScorer::from_parts(
+            BUILTIN_FAST_SPEC,
+            BUILTIN_FAST_WEIGHTS,
+            FAST_SCORER,
+        )?));
+    }
     let path = resolve_path(spec, offline)?;
+    if path.join(NGRAM_SPEC).exists() {
+        return Ok(Box::new(NgramScorer::load(&path)?));
+    }
     if path.join(HEAD_SPEC).exists() {
         let text = std::fs::read_to_string(path.join(HEAD_SPEC))
             .with_context(|| format!("cannot read {}", path.join(HEAD_SPEC).display()))?;

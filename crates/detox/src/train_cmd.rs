@@ -38,6 +38,15 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
 
+    /// What to train: `head` (a head on encoder embeddings) or `ngram` (a linear model on hashed
+    /// word and character n-grams, for corpus-scale speed).
+    #[arg(long, default_value = "head")]
+    pub model: String,
+
+    /// log2 of the hash buckets of an `ngram` model.
+    #[arg(long, default_value_t = 18)]
+    pub bits: u32,
+
     /// The encoder (a registry name or a local folder).
     #[arg(long, default_value = "all-minilm-l6-v2")]
     pub encoder: String,
@@ -46,13 +55,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1024)]
     pub hidden: usize,
 
-    /// Epochs over the training data.
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
+    /// Epochs over the training data (default: 20 for a head, 8 for an n-gram model).
+    #[arg(long)]
+    pub epochs: Option<usize>,
 
-    /// AdamW learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Learning rate (default: AdamW 1e-3 for a head, AdaGrad 0.2 for an n-gram model).
+    #[arg(long)]
+    pub lr: Option<f64>,
 
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
@@ -147,7 +156,16 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             .join(", "),
         exported.join(", ")
     );
-    let encoder_dir = spec::resolve_path(&args.encoder, offline)?;
+    let ngram = match args.model.as_str() {
+        "head" => false,
+        "ngram" => true,
+        other => anyhow::bail!("--model: `{other}` is neither head nor ngram"),
+    };
+    let encoder_dir = if ngram {
+        std::path::PathBuf::new()
+    } else {
+        spec::resolve_path(&args.encoder, offline)?
+    };
     let mut source_weights: BTreeMap<String, f32> = BTreeMap::new();
     if args.recipe.as_deref() == Some("shared") {
         // RTP carries all eight attributes on Perspective's own scale; Davidson is large and
@@ -179,8 +197,8 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
         cross_weight: args.cross_weight,
         fit: FitConfig {
             hidden: args.hidden,
-            epochs: args.epochs,
-            lr: args.lr,
+            epochs: args.epochs.unwrap_or(20),
+            lr: args.lr.unwrap_or(1e-3),
             weight_decay: args.weight_decay,
             batch_size: 256,
             seed: args.seed,
@@ -195,7 +213,13 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             .progress_chars("=> "),
     );
     let mut stage = "";
-    let report = detox_train::train(&examples, &opts, &args.out, &mut |p| match p {
+    let ngram_cfg = detox_train::ngram_fit::NgramConfig {
+        bits: args.bits.clamp(8, 24),
+        epochs: args.epochs.unwrap_or(8),
+        lr: args.lr.unwrap_or(0.2) as f32,
+        seed: args.seed,
+    };
+    let mut on_progress = |p: Progress| match p {
         Progress::Embedding { done, total } => {
             if stage != "embed" {
                 stage = "embed";
@@ -213,10 +237,15 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
                 stage = "fit";
                 bar.set_length(epochs as u64);
             }
-            bar.set_message(format!("fitting head, loss {loss:.4}"));
+            bar.set_message(format!("fitting, loss {loss:.4}"));
             bar.set_position(epoch as u64);
         }
-    })?;
+    };
+    let report = if ngram {
+        detox_train::train_ngram(&examples, &opts, &ngram_cfg, &args.out, &mut on_progress)?
+    } else {
+        detox_train::train(&examples, &opts, &args.out, &mut on_progress)?
+    };
     bar.finish_and_clear();
     println!(
         "trained on {} examples ({} held out for dev), final loss {:.4}",

@@ -397,3 +397,49 @@ fn the_builtin_scorer_ranks_insults_above_pleasantries() {
         }
     }
 }
+
+#[test]
+fn the_fast_scorer_needs_no_download_and_ensembles_combine_scorers() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.env("DETOX_HOME", home.path())
+        .args(["--offline", "score", "--scorer", "fast"]);
+    let out = run_with_stdin(
+        cmd,
+        b"{\"text\": \"you are a stupid idiot\"}\n{\"text\": \"have a lovely day\"}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lines(&out.stdout);
+    let tox = |i: usize| rows[i]["scores"]["toxicity"].as_f64().unwrap();
+    assert!(tox(0) > 0.5 && tox(1) < 0.5, "{} {}", tox(0), tox(1));
+    assert_eq!(rows[0]["scores"].as_object().unwrap().len(), 8);
+
+    // `a,b` averages the attributes both scorers have (here: toxicity, insult, threat...).
+    let ckpt = fixture_model("detoxify-original").join("original-tiny.ckpt");
+    let spec = format!("fast,{}", ckpt.display());
+    let mut cmd = bin();
+    cmd.env("DETOX_HOME", home.path())
+        .args(["--offline", "score", "--scorer", &spec]);
+    let out = run_with_stdin(cmd, b"hello there\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lines(&out.stdout);
+    let keys: Vec<&String> = rows[0]["scores"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        vec![
+            "toxicity",
+            "severe_toxicity",
+            "identity_attack",
+            "insult",
+            "threat"
+        ]
+    );
+}

@@ -1,0 +1,117 @@
+//! [`Ensemble`]: the mean of several scorers.
+
+use crate::{ScoreError, Scorer, ScorerInfo, TextScore};
+
+/// The mean of several scorers' scores, attribute by attribute (the attributes all of them
+/// output, in the first scorer's order). Members with calibrated outputs on the same scale
+/// average meaningfully; the ensemble is as fast as its slowest member.
+pub struct Ensemble {
+    members: Vec<Box<dyn Scorer>>,
+    /// For each member, the index of each ensemble attribute in its outputs.
+    index: Vec<Vec<usize>>,
+    info: ScorerInfo,
+}
+
+impl Ensemble {
+    /// Combines scorers; fails when they share no attribute or disagree on the activation.
+    pub fn new(members: Vec<Box<dyn Scorer>>) -> Result<Self, ScoreError> {
+        let first = members
+            .first()
+            .ok_or_else(|| ScoreError::Other("an ensemble needs at least one scorer".into()))?;
+        let attributes: Vec<String> = first
+            .info()
+            .attributes
+            .iter()
+            .filter(|a| {
+                members
+                    .iter()
+                    .all(|m| m.info().attribute_index(a).is_some())
+            })
+            .cloned()
+            .collect();
+        if attributes.is_empty() {
+            return Err(ScoreError::Other(
+                "the scorers of an ensemble share no attribute".into(),
+            ));
+        }
+        if members
+            .iter()
+            .any(|m| m.info().activation != first.info().activation)
+        {
+            return Err(ScoreError::Other(
+                "the scorers of an ensemble mix sigmoid and softmax outputs".into(),
+            ));
+        }
+        let index = members
+            .iter()
+            .map(|m| {
+                attributes
+                    .iter()
+                    .filter_map(|a| m.info().attribute_index(a))
+                    .collect()
+            })
+            .collect();
+        let ids: Vec<&str> = members.iter().map(|m| m.info().id.as_str()).collect();
+        let mut info = ScorerInfo::new(ids.join(","), attributes, first.info().activation);
+        info.max_tokens = members.iter().filter_map(|m| m.info().max_tokens).min();
+        info.description = format!(
+            "mean of: {}",
+            members
+                .iter()
+                .map(|m| m.info().description.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        Ok(Self {
+            members,
+            index,
+            info,
+        })
+    }
+}
+
+impl Ensemble {
+    /// Renames the ensemble (its members keep their ids).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.info.id = id.into();
+        self
+    }
+}
+
+impl Scorer for Ensemble {
+    fn info(&self) -> &ScorerInfo {
+        &self.info
+    }
+
+    fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
+        let k = self.info.attributes.len();
+        let n = self.members.len() as f32;
+        let mut out: Vec<TextScore> = texts
+            .iter()
+            .map(|_| TextScore {
+                values: vec![0.0; k],
+                tokens: 0,
+                truncated: false,
+            })
+            .collect();
+        for (m, idx) in self.members.iter().zip(&self.index) {
+            let scores = m.score(texts)?;
+            if scores.len() != texts.len() {
+                return Err(ScoreError::Other(format!(
+                    "{} returned {} scores for {} texts",
+                    m.info().id,
+                    scores.len(),
+                    texts.len()
+                )));
+            }
+            for (o, s) in out.iter_mut().zip(scores) {
+                for (v, &i) in o.values.iter_mut().zip(idx) {
+                    *v += s.values[i] / n;
+                }
+                o.tokens = o.tokens.max(s.tokens);
+                o.truncated |= s.truncated;
+            }
+        }
+        Ok(out)
+    }
+}
