@@ -1,0 +1,303 @@
+//! Llama-family models from GGUF files (SmolLM2, Llama, Mistral layouts), with a KV cache the
+//! caller owns: a prompt is prefilled once, its cache repeated for the k samples, and the
+//! samples decoded in lockstep as one batch (RealToxicityPrompts draws 25 per prompt).
+//!
+//! Weights keep their GGUF quantization (candle's `QMatMul`); the token embedding is
+//! dequantized once. Rotary embeddings are the interleaved kind GGUF's permuted Q/K rows need.
+
+use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use std::path::Path;
+
+/// Shapes and constants from the GGUF metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub kv_heads: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// Per-head size.
+    pub head_dim: usize,
+    /// RMS norm epsilon.
+    pub eps: f64,
+    /// Rotary base.
+    pub rope_theta: f32,
+    /// Longest context.
+    pub context: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    q: QMatMul,
+    k: QMatMul,
+    v: QMatMul,
+    o: QMatMul,
+    ffn_norm: Tensor,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+}
+
+/// A loaded model.
+pub struct Llama {
+    /// Its configuration.
+    pub config: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+/// The keys and values of the tokens seen so far, per layer: [B, kv_heads, T, head_dim].
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Tokens cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// This single-row cache repeated `n` times (the k samples of one prompt).
+    pub fn repeat(&self, n: usize) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.as_ref()
+                    .map(|(k, v)| -> Result<(Tensor, Tensor)> {
+                        Ok((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            layers,
+            len: self.len,
+        })
+    }
+}
+
+fn meta_u32(c: &gguf_file::Content, key: &str) -> Result<usize> {
+    c.metadata
+        .get(key)
+        .ok_or_else(|| candle_core::Error::Msg(format!("GGUF metadata has no `{key}`")))?
+        .to_u32()
+        .map(|v| v as usize)
+}
+
+fn meta_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
+    c.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+impl Llama {
+    /// Loads a llama-architecture GGUF file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let mut f = std::fs::File::open(path)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+        let c = gguf_file::Content::read(&mut f).map_err(|e| {
+            candle_core::Error::Msg(format!("{}: not a GGUF file: {e}", path.display()))
+        })?;
+        let arch = c
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if arch != "llama" {
+            candle_core::bail!(
+                "{}: architecture `{arch}` is not supported (llama only)",
+                path.display()
+            );
+        }
+        let p = |k: &str| format!("llama.{k}");
+        let heads = meta_u32(&c, &p("attention.head_count"))?;
+        let hidden = meta_u32(&c, &p("embedding_length"))?;
+        let config = LlamaConfig {
+            layers: meta_u32(&c, &p("block_count"))?,
+            heads,
+            kv_heads: meta_u32(&c, &p("attention.head_count_kv")).unwrap_or(heads),
+            hidden,
+            head_dim: hidden / heads,
+            eps: meta_f32(&c, &p("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f64,
+            rope_theta: meta_f32(&c, &p("rope.freq_base")).unwrap_or(10_000.0),
+            context: meta_u32(&c, &p("context_length")).unwrap_or(2048),
+            vocab: 0,
+        };
+        let mut tensor = |name: &str| c.tensor(&mut f, name, device);
+        let embed_q = tensor("token_embd.weight")?;
+        let embed = embed_q.dequantize(device)?;
+        let mut config = config;
+        config.vocab = embed.dim(0)?;
+        let mut layers = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let mut t = |n: &str| tensor(&format!("blk.{i}.{n}.weight"));
+            layers.push(Layer {
+                attn_norm: t("attn_norm")?.dequantize(device)?,
+                q: QMatMul::from_qtensor(t("attn_q")?)?,
+                k: QMatMul::from_qtensor(t("attn_k")?)?,
+                v: QMatMul::from_qtensor(t("attn_v")?)?,
+                o: QMatMul::from_qtensor(t("attn_output")?)?,
+                ffn_norm: t("ffn_norm")?.dequantize(device)?,
+                gate: QMatMul::from_qtensor(t("ffn_gate")?)?,
+                up: QMatMul::from_qtensor(t("ffn_up")?)?,
+                down: QMatMul::from_qtensor(t("ffn_down")?)?,
+            });
+        }
+        let norm = tensor("output_norm.weight")?.dequantize(device)?;
+        let output = match tensor("output.weight") {
+            Ok(o) => QMatMul::from_qtensor(o)?,
+            Err(_) => QMatMul::from_qtensor(embed_q)?,
+        };
+        let half = config.head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| {
+                1.0 / config
+                    .rope_theta
+                    .powf(2.0 * i as f32 / config.head_dim as f32)
+            })
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, half), device)?;
+        let t = Tensor::arange(0u32, config.context as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((config.context, 1))?;
+        let freqs = t.broadcast_mul(&inv)?;
+        Ok(Self {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+            config,
+            embed,
+            layers,
+            norm,
+            output,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty cache.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![None; self.config.layers],
+            len: 0,
+        }
+    }
+
+    /// Runs `ids` [B, L] (all rows at the same positions, after the cached ones) and returns
+    /// logits: [B, L, vocab] when `all` is set, else [B, vocab] for the last position.
+    pub fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let pos = cache.len;
+        if pos + l > self.config.context {
+            candle_core::bail!(
+                "{} tokens exceed the model's context of {}",
+                pos + l,
+                self.config.context
+            );
+        }
+        let (h, kvh, d) = (
+            self.config.heads,
+            self.config.kv_heads,
+            self.config.head_dim,
+        );
+        let mut x =
+            self.embed
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, l, self.config.hidden))?;
+        let cos = self.cos.narrow(0, pos, l)?;
+        let sin = self.sin.narrow(0, pos, l)?;
+        let mask = if l > 1 {
+            // Row i may see cached tokens and its own prefix: column j <= pos + i.
+            let m: Vec<f32> = (0..l)
+                .flat_map(|i| {
+                    (0..pos + l).map(move |j| if j <= pos + i { 0.0 } else { f32::NEG_INFINITY })
+                })
+                .collect();
+            Some(Tensor::from_vec(m, (1, 1, l, pos + l), &self.device)?)
+        } else {
+            None
+        };
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let y = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.config.eps as f32)?;
+            let q = layer
+                .q
+                .forward(&y)?
+                .reshape((b, l, h, d))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let k = layer
+                .k
+                .forward(&y)?
+                .reshape((b, l, kvh, d))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = layer
+                .v
+                .forward(&y)?
+                .reshape((b, l, kvh, d))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+            let (k, v) = match slot.take() {
+                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                None => (k, v),
+            };
+            *slot = Some((k.clone(), v.clone()));
+            let t = k.dim(2)?;
+            let rep = h / kvh;
+            let expand = |x: &Tensor| -> Result<Tensor> {
+                if rep == 1 {
+                    return Ok(x.clone());
+                }
+                x.unsqueeze(2)?
+                    .expand((b, kvh, rep, t, d))?
+                    .reshape((b, h, t, d))
+            };
+            let (k, v) = (expand(&k)?, expand(&v)?);
+            let mut scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
+            if let Some(m) = &mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = probs
+                .matmul(&v.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((b, l, h * d))?;
+            x = (x + layer.o.forward(&ctx)?)?;
+            let y = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, self.config.eps as f32)?;
+            let g = candle_nn::ops::silu(&layer.gate.forward(&y)?)?;
+            let u = layer.up.forward(&y)?;
+            x = (x + layer.down.forward(&(g * u)?)?)?;
+        }
+        cache.len += l;
+        let x = if all {
+            x
+        } else {
+            x.narrow(1, l - 1, 1)?.squeeze(1)?
+        };
+        let x = candle_nn::ops::rms_norm(&x.contiguous()?, &self.norm, self.config.eps as f32)?;
+        self.output.forward(&x)
+    }
+}
