@@ -9,6 +9,9 @@ transformers computes at every position of a few token sequences, plus a greedy 
 Usage (from the repository root, in the environment of scripts/make_fixtures.py plus `gguf`):
     .venv-ref/bin/pip install gguf
     .venv-ref/bin/python scripts/make_lm_fixtures.py
+and, for the SmolLM2 tokenizer's expected ids (needs `llama-cpp-python`, which compiles llama.cpp):
+    .venv-ref/bin/pip install llama-cpp-python
+    .venv-ref/bin/python scripts/make_lm_fixtures.py --tokenizer "$(detox models path smollm2)"
 """
 import json
 import os
@@ -89,5 +92,40 @@ def main():
     print("wrote", OUT, "max |logit|", max(abs(x) for l in logits for r in l for x in r))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and len(os.sys.argv) == 1:
     main()
+
+
+TOKENIZER_TEXTS = [
+    "",
+    "Hello world",
+    " leading space",
+    "two  spaces and\ttabs\nnew lines",
+    "Numbers: 12345 and 3.14159, 2024-11-28",
+    "<|im_start|>user\nWhat is this?<|im_end|>\n<|im_start|>assistant\n",
+    "emoji 😀🔥 and accents: café, naïve, Ångström",
+    "中文 текст العربية",
+    "def f(x):\n    return x ** 2  # code",
+    "SHOUTING!!! whispering... (parentheses) [brackets] {braces}",
+    "don't won't it's they're",
+    "https://example.org/path?q=1&r=two",
+    "a" * 50,
+    "The man at the back of the bus started shouting that",
+]
+
+
+def tokenizer_fixture(gguf_path):
+    """Token ids that llama.cpp (through llama-cpp-python) gives for varied texts."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=gguf_path, vocab_only=True, verbose=False)
+    ids = [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in TOKENIZER_TEXTS]
+    path = os.path.join(ROOT, "crates", "detox", "tests", "fixtures", "smollm2-tokens.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"texts": TOKENIZER_TEXTS, "ids": ids, "llama_cpp_python": llama_cpp.__version__}, f, ensure_ascii=False)
+    print("wrote", path)
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 3 and os.sys.argv[1] == "--tokenizer":
+    tokenizer_fixture(os.sys.argv[2])

@@ -7,6 +7,7 @@
 
 pub mod llama;
 pub mod sampling;
+pub mod tokenizer;
 
 use candle_core::{Result, Tensor};
 use llama::Llama;

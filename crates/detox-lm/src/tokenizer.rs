@@ -1,0 +1,119 @@
+//! Tokenizers rebuilt from GGUF metadata, as llama.cpp tokenizes.
+//!
+//! GPT-2-style byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`) become a
+//! `tokenizers::Tokenizer` with the pre-tokenizer llama.cpp uses for the file's
+//! `tokenizer.ggml.pre`: for `smollm`, digits are split one by one and then byte-level
+//! splitting applies without a prefix space (candle's generic GGUF tokenizer adds a prefix
+//! space there, which gives other ids after special tokens). Control tokens (type 3) are special.
+
+use candle_core::quantized::gguf_file;
+use std::path::Path;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
+
+/// A GGUF tokenizer with its special ids.
+pub struct GgufTokenizer {
+    /// The tokenizer (no special tokens added on encode).
+    pub inner: Tokenizer,
+    /// Beginning-of-sequence id.
+    pub bos: Option<u32>,
+    /// End-of-sequence id.
+    pub eos: Option<u32>,
+}
+
+fn err(m: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(m.to_string())
+}
+
+impl GgufTokenizer {
+    /// Reads the tokenizer of a GGUF file.
+    pub fn from_gguf(path: &Path) -> candle_core::Result<Self> {
+        let mut f =
+            std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let c = gguf_file::Content::read(&mut f)?;
+        let get = |k: &str| c.metadata.get(k);
+        let model = get("tokenizer.ggml.model")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if model != "gpt2" {
+            return Err(err(format!(
+                "{}: tokenizer model `{model}` is not supported yet (gpt2-style BPE only)",
+                path.display()
+            )));
+        }
+        let pre = get("tokenizer.ggml.pre")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        let tokens: Vec<String> = get("tokenizer.ggml.tokens")
+            .ok_or_else(|| err("GGUF has no tokenizer.ggml.tokens"))?
+            .to_vec()?
+            .iter()
+            .map(|v| v.to_string().cloned())
+            .collect::<candle_core::Result<_>>()?;
+        let merges: Vec<(String, String)> = get("tokenizer.ggml.merges")
+            .ok_or_else(|| err("GGUF has no tokenizer.ggml.merges"))?
+            .to_vec()?
+            .iter()
+            .map(|v| {
+                let s = v.to_string()?;
+                s.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| err(format!("bad merge `{s}`")))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let types: Vec<i32> = get("tokenizer.ggml.token_type")
+            .and_then(|v| v.to_vec().ok())
+            .map(|v| v.iter().map(|x| x.to_i32().unwrap_or(1)).collect())
+            .unwrap_or_default();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(err)?;
+        let mut tok = Tokenizer::new(bpe);
+        let byte_level = ByteLevel::new(false, true, true);
+        let pre_tok: PreTokenizerWrapper = match pre.as_str() {
+            "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
+            _ => byte_level.into(),
+        };
+        tok.with_pre_tokenizer(Some(pre_tok));
+        tok.with_decoder(Some(ByteLevel::default()));
+        let specials: Vec<AddedToken> = tokens
+            .iter()
+            .zip(types.iter())
+            .filter(|(_, t)| **t == 3)
+            .map(|(s, _)| AddedToken::from(s.clone(), true))
+            .collect();
+        tok.add_special_tokens(specials).map_err(err)?;
+        let id = |k: &str| get(k).and_then(|v| v.to_u32().ok());
+        Ok(Self {
+            inner: tok,
+            bos: id("tokenizer.ggml.bos_token_id"),
+            eos: id("tokenizer.ggml.eos_token_id"),
+        })
+    }
+
+    /// Token ids of a text (special-token text such as `<|im_start|>` maps to its id).
+    pub fn encode(&self, text: &str) -> candle_core::Result<Vec<u32>> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Text of token ids (special tokens skipped).
+    pub fn decode(&self, ids: &[u32]) -> candle_core::Result<String> {
+        self.inner.decode(ids, true).map_err(err)
+    }
+}
