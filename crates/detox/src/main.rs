@@ -3,6 +3,7 @@
 //! The binary only parses arguments and wires the library crates together:
 //! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores.
 
+mod eval_cmd;
 mod models_cmd;
 mod score_cmd;
 mod serve_cmd;
@@ -39,6 +40,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Measure a scorer on held-out dev splits and identity-term templates.
     Quality(train_cmd::QualityArgs),
+    /// Run the RealToxicityPrompts protocol on a local GGUF language model.
+    Eval(eval_cmd::EvalArgs),
     /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
     Serve(serve_cmd::ServeArgs),
 }
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run_train(args, cli.offline),
         Command::Quality(args) => train_cmd::run_quality(args, cli.offline),
         Command::Serve(args) => serve_cmd::run(args, cli.offline),
+        Command::Eval(args) => eval_cmd::run(args, cli.offline),
     };
     match result {
         Ok(code) => code,
