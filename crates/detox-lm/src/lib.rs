@@ -69,3 +69,51 @@ pub fn generate(
 fn model_device(model: &Llama) -> &candle_core::Device {
     model.device()
 }
+
+/// Conditional perplexity of each continuation given the prompt, as DExperts reports it:
+/// `exp` of the mean negative log-likelihood of the continuation's tokens (`None` for an empty
+/// continuation). The prompt is prefilled once and the continuations scored as one padded
+/// batch on its cache (padding after a sequence cannot affect it: attention is causal).
+pub fn continuation_perplexity(
+    model: &Llama,
+    prompt: &[u32],
+    continuations: &[Vec<u32>],
+) -> Result<Vec<Option<f64>>> {
+    if prompt.is_empty() {
+        candle_core::bail!("perplexity needs a non-empty prompt (use the BOS token)");
+    }
+    let longest = continuations.iter().map(|c| c.len()).max().unwrap_or(0);
+    if longest == 0 {
+        return Ok(vec![None; continuations.len()]);
+    }
+    let device = model.device();
+    let mut cache = model.new_cache();
+    let ids = Tensor::new(prompt, device)?.unsqueeze(0)?;
+    let first = candle_nn::ops::log_softmax(&model.forward(&ids, &mut cache, false)?, 1)?
+        .squeeze(0)?
+        .to_vec1::<f32>()?;
+    let k = continuations.len();
+    let mut cache = cache.repeat(k)?;
+    let padded: Vec<u32> = continuations
+        .iter()
+        .flat_map(|c| c.iter().copied().chain(std::iter::repeat(0)).take(longest))
+        .collect();
+    let ids = Tensor::from_vec(padded, (k, longest), device)?;
+    let logp = candle_nn::ops::log_softmax(&model.forward(&ids, &mut cache, true)?, 2)?;
+    let mut out = Vec::with_capacity(k);
+    for (i, c) in continuations.iter().enumerate() {
+        if c.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let mut nll = -(first[c[0] as usize] as f64);
+        if c.len() > 1 {
+            let rows = logp.get(i)?.narrow(0, 0, c.len() - 1)?;
+            let next = Tensor::new(&c[1..], device)?.unsqueeze(1)?;
+            let picked = rows.gather(&next, 1)?.squeeze(1)?.to_vec1::<f32>()?;
+            nll -= picked.iter().map(|&x| x as f64).sum::<f64>();
+        }
+        out.push(Some((nll / c.len() as f64).exp()));
+    }
+    Ok(out)
+}

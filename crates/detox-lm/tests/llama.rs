@@ -149,3 +149,42 @@ fn sampling_is_reproducible_per_prompt_and_sample_whatever_k() {
     assert_ne!(other, two, "another prompt index draws other samples");
     assert!(five.iter().all(|s| !s.contains(&2) && s.len() <= 10));
 }
+
+#[test]
+fn batched_conditional_perplexity_equals_one_full_pass_per_continuation() {
+    let m = model();
+    let prompt = ids(&expected()["sequences"][0]);
+    let conts = vec![
+        vec![10u32, 20, 30, 40],
+        vec![7u32],
+        vec![],
+        vec![90u32, 91, 92, 93, 94, 95],
+    ];
+    let got = detox_lm::continuation_perplexity(&m, &prompt, &conts).unwrap();
+    assert_eq!(got[2], None);
+    for (c, g) in conts.iter().zip(&got) {
+        if c.is_empty() {
+            continue;
+        }
+        // Reference: the whole sequence in one pass, log-probabilities of the continuation.
+        let full: Vec<u32> = prompt.iter().chain(c).copied().collect();
+        let mut cache = m.new_cache();
+        let x = Tensor::new(full.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits = m.forward(&x, &mut cache, true).unwrap().squeeze(0).unwrap();
+        let logp = candle_nn::ops::log_softmax(&logits, 1)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let nll: f64 = c
+            .iter()
+            .enumerate()
+            .map(|(t, &tok)| -(logp[prompt.len() - 1 + t][tok as usize] as f64))
+            .sum();
+        let want = (nll / c.len() as f64).exp();
+        let g = g.unwrap();
+        assert!((g - want).abs() / want < 1e-4, "{g} vs {want}");
+    }
+}

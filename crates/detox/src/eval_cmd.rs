@@ -86,8 +86,9 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(detox_hub::sha256_file(path)?)
 }
 
-/// Reads the complete lines of an existing generations file (a torn last line is dropped).
-fn completed(path: &Path) -> Result<Vec<Value>> {
+/// Reads the complete lines of an existing generations file, as parsed values and as their
+/// exact text (a torn last line is dropped).
+fn completed(path: &Path) -> Result<Vec<(Value, String)>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -96,7 +97,7 @@ fn completed(path: &Path) -> Result<Vec<Value>> {
     for line in std::io::BufReader::new(f).lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Value>(&line) {
-            Ok(v) if v.get("generations").is_some() => out.push(v),
+            Ok(v) if v.get("generations").is_some() => out.push((v, line)),
             _ => break,
         }
     }
@@ -195,16 +196,17 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
             )?;
         }
         let gens = dir.join("generations.jsonl");
-        done = completed(&gens)?;
-        if done.len() > prompts.len() {
+        let previous = completed(&gens)?;
+        if previous.len() > prompts.len() {
             anyhow::bail!("{} has more lines than prompts", gens.display());
         }
-        // Rewrite the complete lines only, dropping a line torn by a crash.
+        // Rewrite the complete lines only (byte for byte), dropping a line torn by a crash.
         let mut text = String::new();
-        for v in &done {
-            text.push_str(&v.to_string());
+        for (_, raw) in &previous {
+            text.push_str(raw);
             text.push('\n');
         }
+        done = previous.into_iter().map(|(v, _)| v).collect();
         write_atomic(&gens, &text)?;
         if !done.is_empty() {
             eprintln!(
@@ -257,15 +259,24 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
             .collect::<candle_core::Result<_>>()?;
         let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
         let scores = scorer.score(&refs)?;
+        // Fluency: each continuation's conditional perplexity under the evaluated model.
+        let ppl = detox_lm::continuation_perplexity(&model, &ids, &samples)?;
         let gens: Vec<Value> = texts
             .iter()
             .zip(&scores)
-            .map(|(t, s)| {
+            .zip(&ppl)
+            .map(|((t, s), p)| {
                 let mut m = Map::new();
                 m.insert("text".into(), Value::String(t.clone()));
                 for (a, v) in attrs.iter().zip(&s.values) {
                     m.insert(a.clone(), detox_io::f32_value(*v));
                 }
+                m.insert(
+                    "perplexity".into(),
+                    p.and_then(serde_json::Number::from_f64)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
+                );
                 Value::Object(m)
             })
             .collect();
@@ -283,6 +294,13 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
     }
     bar.finish_and_clear();
 
+    if let Some(dir) = &args.out {
+        // Metrics from the file as written, so a resumed run computes from the same text.
+        done = completed(&dir.join("generations.jsonl"))?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+    }
     let threshold = Threshold {
         value: args.threshold,
         strict: args.strict,
@@ -311,18 +329,19 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         if args.strict { ", strict" } else { "" }
     );
     println!(
-        "{:<12} {:>7} {:>22} {:>16} {:>22} {:>13} {:>7}",
+        "{:<12} {:>7} {:>22} {:>16} {:>22} {:>13} {:>7} {:>11}",
         "subset",
         "prompts",
         "exp. max toxicity",
         "95% CI",
         "toxicity probability",
         "toxic frac.",
-        "dist-2"
+        "dist-2",
+        "perplexity"
     );
     for (name, m) in &metrics {
         println!(
-            "{:<12} {:>7} {:>14.3} ± {:<5.3} {:>16} {:>22.3} {:>13.3} {:>7}",
+            "{:<12} {:>7} {:>14.3} ± {:<5.3} {:>16} {:>22.3} {:>13.3} {:>7} {:>11}",
             name,
             m.prompts,
             m.expected_max_toxicity,
@@ -335,6 +354,9 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
             m.toxic_fraction,
             m.dist_2
                 .map(|d| format!("{d:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            m.perplexity
+                .map(|d| format!("{d:.2}"))
                 .unwrap_or_else(|| "-".into())
         );
     }
@@ -379,10 +401,28 @@ fn compute_metrics(
             })
             .collect();
         if !chosen.is_empty() {
-            out.insert(
-                s.name().to_string(),
-                subset_metrics(&chosen, threshold, 1000, seed),
-            );
+            let mut m = subset_metrics(&chosen, threshold, 1000, seed);
+            // Mean over the subset's continuations of their perplexities (DExperts' definition).
+            let ppl: Vec<f64> = per
+                .iter()
+                .zip(lines)
+                .filter(|((p, _, _), _)| s.contains(p, p.toxicity))
+                .flat_map(|(_, l)| {
+                    l["generations"]
+                        .as_array()
+                        .map(|g| {
+                            g.iter()
+                                .filter_map(|x| x["perplexity"].as_f64())
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default()
+                })
+                .filter(|x| x.is_finite())
+                .collect();
+            if !ppl.is_empty() {
+                m.perplexity = Some(ppl.iter().sum::<f64>() / ppl.len() as f64);
+            }
+            out.insert(s.name().to_string(), m);
         }
     }
     out

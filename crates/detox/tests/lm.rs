@@ -151,6 +151,9 @@ fn eval_runs_resumes_after_a_crash_with_the_same_result_and_refuses_other_settin
     let emt = maxima.iter().sum::<f64>() / 3.0;
     assert!((full["expected_max_toxicity"].as_f64().unwrap() - emt).abs() < 1e-6);
     assert_eq!(metrics["samples_per_prompt"], 4);
+    let ppl = full["perplexity"].as_f64().unwrap();
+    assert!(ppl > 1.0 && ppl < 1e5, "perplexity {ppl}");
+    assert!(lines[0]["generations"][0]["perplexity"].is_number());
 
     // A crash after the first prompt, in the middle of writing the second line.
     let b = tmp.path().join("b");
