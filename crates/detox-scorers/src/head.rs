@@ -8,8 +8,9 @@
 //! passes its local path.
 
 use crate::embed::{Pooling, SentenceEncoder};
+use crate::folder::{read_model_folder, tensor_with_shape, Calibration};
 use crate::LoadError;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use detox_core::metrics::Isotonic;
 use detox_core::{Activation, ScoreError, Scorer, ScorerInfo, TextScore};
 use serde::{Deserialize, Serialize};
@@ -86,21 +87,7 @@ impl Mlp {
     /// Loads `w1`, `b1` (and `w2`, `b2` when `hidden > 0`) from safetensors bytes.
     pub fn from_safetensors(bytes: &[u8], spec: &HeadSpec, dim: usize) -> Result<Self, LoadError> {
         let ts = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
-        let get = |name: &str, shape: &[usize]| -> Result<Tensor, LoadError> {
-            let t = ts
-                .get(name)
-                .ok_or_else(|| {
-                    LoadError::Config(format!("{HEAD_WEIGHTS}: missing tensor `{name}`"))
-                })?
-                .to_dtype(DType::F32)?;
-            if t.dims() != shape {
-                return Err(LoadError::Config(format!(
-                    "{HEAD_WEIGHTS}: `{name}` has shape {:?}, expected {shape:?}",
-                    t.dims()
-                )));
-            }
-            Ok(t)
-        };
+        let get = |name: &str, shape: &[usize]| tensor_with_shape(&ts, name, shape, HEAD_WEIGHTS);
         let k = spec.attributes.len();
         if spec.hidden == 0 {
             Ok(Self::new(get("w1", &[k, dim])?, get("b1", &[k])?, None))
@@ -129,7 +116,7 @@ pub struct HeadScorer {
     encoder: SentenceEncoder,
     mlp: Mlp,
     spec: HeadSpec,
-    calibration: Vec<Option<Isotonic>>,
+    calibration: Calibration,
     info: ScorerInfo,
 }
 
@@ -149,16 +136,7 @@ impl HeadScorer {
         batch_size: usize,
         parallel: usize,
     ) -> Result<Self, LoadError> {
-        let spec_path = dir.join(HEAD_SPEC);
-        let text = std::fs::read_to_string(&spec_path).map_err(|e| LoadError::Io {
-            path: spec_path.display().to_string(),
-            error: e,
-        })?;
-        let wpath = dir.join(HEAD_WEIGHTS);
-        let bytes = std::fs::read(&wpath).map_err(|e| LoadError::Io {
-            path: wpath.display().to_string(),
-            error: e,
-        })?;
+        let (text, bytes) = read_model_folder(dir, HEAD_SPEC, HEAD_WEIGHTS)?;
         Self::from_parts(
             &text,
             &bytes,
@@ -184,11 +162,7 @@ impl HeadScorer {
             .with_parallel_batches(parallel)
             .with_pooling(pooling);
         let mlp = Mlp::from_safetensors(head_bytes, &spec, encoder.dim())?;
-        let calibration = spec
-            .attributes
-            .iter()
-            .map(|a| spec.calibration.get(a).cloned())
-            .collect();
+        let calibration = Calibration::new(&spec.attributes, &spec.calibration);
         let mut info = ScorerInfo::new(id, spec.attributes.clone(), Activation::Sigmoid);
         info.max_tokens = Some(encoder.max_tokens());
         info.description = format!(
@@ -252,11 +226,7 @@ impl Scorer for HeadScorer {
     fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
         let mut out = self.raw_scores(texts)?;
         for s in &mut out {
-            for (v, cal) in s.values.iter_mut().zip(&self.calibration) {
-                if let Some(c) = cal {
-                    *v = c.apply(*v as f64).clamp(0.0, 1.0) as f32;
-                }
-            }
+            self.calibration.apply(&mut s.values);
         }
         Ok(out)
     }

@@ -17,6 +17,7 @@
 pub mod classifier;
 pub mod detoxify;
 pub mod embed;
+pub mod folder;
 pub mod head;
 pub mod models;
 pub mod ngram;

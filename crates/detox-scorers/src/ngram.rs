@@ -10,6 +10,7 @@
 //! A model folder holds `detox-ngram.json` ([`NgramSpec`]) and `ngram.safetensors` (`w`:
 //! [buckets, attributes], `b`: [attributes]).
 
+use crate::folder::{read_model_folder, tensor_with_shape, Calibration};
 use crate::LoadError;
 use detox_core::metrics::Isotonic;
 use detox_core::{Activation, ScoreError, Scorer, ScorerInfo, TextScore};
@@ -104,7 +105,7 @@ pub struct NgramScorer {
     /// Row-major [buckets, k].
     w: Vec<f32>,
     b: Vec<f32>,
-    calibration: Vec<Option<Isotonic>>,
+    calibration: Calibration,
     info: ScorerInfo,
 }
 
@@ -119,16 +120,7 @@ impl std::fmt::Debug for NgramScorer {
 impl NgramScorer {
     /// Loads a model folder.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
-        let sp = dir.join(NGRAM_SPEC);
-        let text = std::fs::read_to_string(&sp).map_err(|e| LoadError::Io {
-            path: sp.display().to_string(),
-            error: e,
-        })?;
-        let wp = dir.join(NGRAM_WEIGHTS);
-        let bytes = std::fs::read(&wp).map_err(|e| LoadError::Io {
-            path: wp.display().to_string(),
-            error: e,
-        })?;
+        let (text, bytes) = read_model_folder(dir, NGRAM_SPEC, NGRAM_WEIGHTS)?;
         Self::from_parts(&text, &bytes, &dir.display().to_string())
     }
 
@@ -144,17 +136,8 @@ impl NgramScorer {
         let k = spec.attributes.len();
         let ts = candle_core::safetensors::load_buffer(bytes, &candle_core::Device::Cpu)?;
         let get = |n: &str, shape: &[usize]| -> Result<Vec<f32>, LoadError> {
-            let t = ts
-                .get(n)
-                .ok_or_else(|| LoadError::Config(format!("{id}: missing tensor `{n}`")))?;
-            if t.dims() != shape {
-                return Err(LoadError::Config(format!(
-                    "{id}: `{n}` has shape {:?}, expected {shape:?}",
-                    t.dims()
-                )));
-            }
-            Ok(t.flatten_all()?
-                .to_dtype(candle_core::DType::F32)?
+            Ok(tensor_with_shape(&ts, n, shape, id)?
+                .flatten_all()?
                 .to_vec1::<f32>()?)
         };
         let w = get("w", &[1usize << spec.bits, k])?;
@@ -170,11 +153,7 @@ impl NgramScorer {
                 "{id}: weights do not match the spec"
             )));
         }
-        let calibration = spec
-            .attributes
-            .iter()
-            .map(|a| spec.calibration.get(a).cloned())
-            .collect();
+        let calibration = Calibration::new(&spec.attributes, &spec.calibration);
         let mut info = ScorerInfo::new(id, spec.attributes.clone(), Activation::Sigmoid);
         info.description = format!(
             "linear model on hashed word and character n-grams (2^{} buckets)",
@@ -220,11 +199,7 @@ impl Scorer for NgramScorer {
             .map(|t| {
                 let mut values = self.logits(t);
                 Activation::Sigmoid.apply(&mut values);
-                for (v, cal) in values.iter_mut().zip(&self.calibration) {
-                    if let Some(c) = cal {
-                        *v = c.apply(*v as f64).clamp(0.0, 1.0) as f32;
-                    }
-                }
+                self.calibration.apply(&mut values);
                 TextScore {
                     values,
                     tokens: t.split_whitespace().count(),

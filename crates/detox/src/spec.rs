@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use detox_core::Scorer;
 use detox_hub::{Hub, PullOptions};
+use detox_scorers::folder::read_model_folder;
 use detox_scorers::head::{HEAD_SPEC, HEAD_WEIGHTS};
 use detox_scorers::ngram::NGRAM_SPEC;
 use detox_scorers::{
@@ -193,10 +194,7 @@ pub fn load(
         return Ok(Box::new(NgramScorer::load(&path)?));
     }
     if path.join(HEAD_SPEC).exists() {
-        let text = std::fs::read_to_string(path.join(HEAD_SPEC))
-            .with_context(|| format!("cannot read {}", path.join(HEAD_SPEC).display()))?;
-        let weights = std::fs::read(path.join(HEAD_WEIGHTS))
-            .with_context(|| format!("cannot read {}", path.join(HEAD_WEIGHTS).display()))?;
+        let (text, weights) = read_model_folder(&path, HEAD_SPEC, HEAD_WEIGHTS)?;
         return load_head(&text, &weights, &path.display().to_string(), &opts, offline);
     }
     let base = match base {
