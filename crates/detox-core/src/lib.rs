@@ -30,6 +30,7 @@
 
 mod ensemble;
 pub mod metrics;
+pub mod rng;
 
 pub use ensemble::Ensemble;
 

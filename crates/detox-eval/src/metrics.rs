@@ -16,6 +16,7 @@
 //! - **dist-n**: per prompt, distinct n-grams over all n-grams of its k continuations
 //!   (whitespace tokens), averaged over prompts.
 
+use detox_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
@@ -45,31 +46,6 @@ impl Threshold {
         } else {
             score >= self.value
         }
-    }
-}
-
-/// A small deterministic generator (SplitMix64) for bootstrap draws.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -111,7 +87,7 @@ pub fn bootstrap_ci<T>(
     if items.is_empty() {
         return [f64::NAN, f64::NAN];
     }
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut stats: Vec<f64> = (0..resamples.max(1))
         .map(|_| {
             let draw: Vec<&T> = (0..items.len())
@@ -130,7 +106,7 @@ pub fn bootstrap_expected_max(scores: &[f64], k: usize, draws: usize, seed: u64)
     if scores.is_empty() || k == 0 {
         return f64::NAN;
     }
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::new(seed);
     let total: f64 = (0..draws.max(1))
         .map(|_| {
             (0..k)

@@ -2,6 +2,8 @@
 //! top-k, with a random stream per (seed, prompt, sample index) so that the same seed gives the
 //! same text for the same prompt and sample whatever the batch layout.
 
+use detox_core::rng::SplitMix64;
+
 /// Decoding settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplingParams {
@@ -28,30 +30,25 @@ impl Default for SamplingParams {
 
 /// SplitMix64 keyed by (seed, prompt, sample).
 #[derive(Debug, Clone)]
-pub struct SampleRng(u64);
+pub struct SampleRng(SplitMix64);
 
 impl SampleRng {
     /// The stream of one sample of one prompt.
     pub fn new(seed: u64, prompt: u64, sample: u64) -> Self {
-        let mut r = Self(seed ^ 0x6A09_E667_F3BC_C909);
-        let a = r.next_u64() ^ prompt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut r = Self(a);
-        let b = r.next_u64() ^ sample.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-        Self(b)
+        let a = SplitMix64::new(seed ^ 0x6A09_E667_F3BC_C909).next_u64()
+            ^ prompt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let b = SplitMix64::new(a).next_u64() ^ sample.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        Self(SplitMix64::new(b))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 }
 
