@@ -4,7 +4,9 @@
 Writes a tiny randomly initialised `LlamaForCausalLM` (grouped-query attention, tied
 embeddings) as a GGUF file with f32 tensors laid out as llama.cpp's converter lays them out
 (Q and K rows permuted for interleaved rotary embeddings), and `expected.json` with the logits
-transformers computes at every position of a few token sequences, plus a greedy continuation.
+transformers computes at every position of a few token sequences, plus a greedy continuation;
+and a tiny random GPT-2 folder (safetensors, vocab.json + merges.txt) with its expected logits,
+token ids and a DExperts-style continuation perplexity.
 
 Usage (from the repository root, in the environment of scripts/make_fixtures.py plus `gguf`):
     .venv-ref/bin/pip install gguf
@@ -92,8 +94,67 @@ def main():
     print("wrote", OUT, "max |logit|", max(abs(x) for l in logits for r in l for x in r))
 
 
+GPT2_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Language models continue prompts; some continuations are toxic.",
+    "Hello world! Numbers 12345, emoji \U0001F600, accents caf\u00e9.",
+    "  two spaces, a tab\tand a new line\n",
+]
+
+
+def gpt2():
+    """A tiny random GPT-2 saved by transformers (safetensors) with a tiny byte-level BPE
+    (vocab.json + merges.txt), the logits transformers computes, and its token ids."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    out = os.path.join(OUT, "tiny-gpt2")
+    os.makedirs(out, exist_ok=True)
+    corpus = [t * 3 for t in GPT2_TEXTS] + ["the the the model models prompt prompts toxic toxicity"] * 5
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=320, min_frequency=2, special_tokens=["<|endoftext|>"])
+    bpe.save_model(out)
+    tok = GPT2TokenizerFast(vocab=os.path.join(out, "vocab.json"), merges=os.path.join(out, "merges.txt"))
+    eot = tok.convert_tokens_to_ids("<|endoftext|>")
+    torch.manual_seed(11)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=eot, eos_token_id=eot, activation_function="gelu_new")
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name.endswith("ln_f.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape))
+            else:
+                p.copy_(torch.randn(p.shape) * (0.5 if "wte" in name or "wpe" in name else 1.0 / (p.shape[0] ** 0.5)))
+    model.save_pretrained(out, safe_serialization=True)
+    for extra in ("generation_config.json",):
+        if os.path.exists(os.path.join(out, extra)):
+            os.remove(os.path.join(out, extra))
+    ids = [tok(t)["input_ids"] for t in GPT2_TEXTS]
+    seqs = [[eot] + ids[0], ids[1], ids[3]]
+    with torch.no_grad():
+        logits = [model(torch.tensor([s])).logits[0].tolist() for s in seqs]
+        greedy = model.generate(torch.tensor([seqs[0]]), max_new_tokens=8, do_sample=False,
+                                pad_token_id=eot)[0].tolist()
+        # DExperts' perplexity of a continuation: loss of prompt+continuation minus loss of the prompt.
+        prompt, cont = "The quick brown", " fox jumps over"
+        p_ids = tok(prompt, return_tensors="pt")["input_ids"]
+        f_ids = tok(prompt + cont, return_tensors="pt")["input_ids"]
+        full_loss = model(f_ids, labels=f_ids).loss * (f_ids.shape[1] - 1)
+        prompt_loss = model(p_ids, labels=p_ids).loss * (p_ids.shape[1] - 1)
+        ppl = float(torch.exp((full_loss - prompt_loss) / (f_ids.shape[1] - p_ids.shape[1])))
+    with open(os.path.join(OUT, "tiny-gpt2-expected.json"), "w") as f:
+        json.dump({"texts": GPT2_TEXTS, "ids": ids, "sequences": seqs, "logits": logits, "greedy": greedy,
+                   "perplexity": {"prompt": prompt, "continuation": cont, "value": ppl},
+                   "transformers_version": transformers.__version__}, f, ensure_ascii=False)
+    print("wrote", out, "vocab", len(tok), "ppl", ppl)
+
+
 if __name__ == "__main__" and len(os.sys.argv) == 1:
     main()
+    gpt2()
 
 
 TOKENIZER_TEXTS = [

@@ -1,23 +1,79 @@
 //! Language models for `detox eval`.
 //!
-//! [`llama::Llama`] runs llama-family GGUF models in candle with a caller-owned KV cache, so
-//! the k samples of a prompt share its prefill; [`generate`] decodes them in lockstep with
-//! [`sampling`]'s per-sample random streams. Checked against PyTorch `transformers` on a tiny
-//! random llama (`tests/llama.rs`, fixtures from `scripts/make_lm_fixtures.py`).
+//! Two levels:
+//! - [`CausalLm`]: a local model that maps token ids to logits with a caller-owned
+//!   [`cache::KvCache`], so the k samples of a prompt share its prefill ([`generate`] decodes
+//!   them in lockstep with [`sampling`]'s per-sample random streams). Model files:
+//!   [`llama`] (GGUF llama family) and [`gpt2`] (Hugging Face safetensors), each checked
+//!   against PyTorch `transformers` on a tiny random model (`tests/`, fixtures from
+//!   `scripts/make_lm_fixtures.py`).
+//! - [`LanguageModel`]: text in, sampled continuations out, for the evaluation loop:
+//!   [`local::LocalLm`] (a `CausalLm` with its tokenizer) or [`openai::OpenAiLm`] (any
+//!   OpenAI-compatible completions server).
 
+pub mod cache;
+pub mod gpt2;
 pub mod llama;
+pub mod local;
+pub mod model;
+pub mod openai;
 pub mod sampling;
 pub mod tokenizer;
 
-use candle_core::{Result, Tensor};
-use llama::Llama;
+pub use model::{Completion, GenerationRequest, LanguageModel, LmError};
+
+use cache::KvCache;
+use candle_core::{Device, Result, Tensor};
 use sampling::{sample, SampleRng, SamplingParams};
+
+/// A local causal language model: token ids in, next-token logits out.
+pub trait CausalLm: Send + Sync {
+    /// Runs `ids` [B, L] (all rows at the same positions, after the cached ones) and returns
+    /// logits: [B, L, vocab] when `all` is set, else [B, vocab] for the last position.
+    fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor>;
+    /// An empty cache.
+    fn new_cache(&self) -> KvCache;
+    /// The device the weights live on.
+    fn device(&self) -> &Device;
+    /// The longest sequence the model takes.
+    fn context(&self) -> usize;
+}
+
+impl CausalLm for llama::Llama {
+    fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
+        llama::Llama::forward(self, ids, cache, all)
+    }
+    fn new_cache(&self) -> KvCache {
+        llama::Llama::new_cache(self)
+    }
+    fn device(&self) -> &Device {
+        llama::Llama::device(self)
+    }
+    fn context(&self) -> usize {
+        self.config.context
+    }
+}
+
+impl CausalLm for gpt2::Gpt2 {
+    fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
+        gpt2::Gpt2::forward(self, ids, cache, all)
+    }
+    fn new_cache(&self) -> KvCache {
+        gpt2::Gpt2::new_cache(self)
+    }
+    fn device(&self) -> &Device {
+        gpt2::Gpt2::device(self)
+    }
+    fn context(&self) -> usize {
+        self.config.context
+    }
+}
 
 /// Samples `k` continuations of `prompt` (token ids), at most `max_new` tokens each, stopping a
 /// sample at `eos`. The prompt is prefilled once; its cache is shared by the k samples, which
 /// decode as one batch. `prompt_index` keys the random streams (with the seed).
 pub fn generate(
-    model: &Llama,
+    model: &dyn CausalLm,
     prompt: &[u32],
     k: usize,
     max_new: usize,
@@ -32,7 +88,7 @@ pub fn generate(
         .map(|s| SampleRng::new(params.seed, prompt_index, s as u64))
         .collect();
     let mut cache = model.new_cache();
-    let ids = Tensor::new(prompt, model_device(model))?.unsqueeze(0)?;
+    let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
     let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
     let mut cache = cache.repeat(k)?;
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); k];
@@ -55,7 +111,7 @@ pub fn generate(
         if step + 1 == max_new || done.iter().all(|d| *d) {
             break;
         }
-        let ids = Tensor::new(next.as_slice(), model_device(model))?.unsqueeze(1)?;
+        let ids = Tensor::new(next.as_slice(), model.device())?.unsqueeze(1)?;
         let logits = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
         next = logits
             .iter()
@@ -66,44 +122,35 @@ pub fn generate(
     Ok(out)
 }
 
-fn model_device(model: &Llama) -> &candle_core::Device {
-    model.device()
-}
-
-/// Conditional perplexity of each continuation given the prompt, as DExperts reports it:
-/// `exp` of the mean negative log-likelihood of the continuation's tokens (`None` for an empty
-/// continuation). The prompt is prefilled once and the continuations scored as one padded
-/// batch on its cache (padding after a sequence cannot affect it: attention is causal).
-pub fn continuation_perplexity(
-    model: &Llama,
-    prompt: &[u32],
-    continuations: &[Vec<u32>],
-) -> Result<Vec<Option<f64>>> {
-    if prompt.is_empty() {
-        candle_core::bail!("perplexity needs a non-empty prompt (use the BOS token)");
+/// The negative log-likelihood (natural log, summed over tokens) of each of `tails` following
+/// `prefix`. The prefix is prefilled once and the tails scored as one padded batch on its cache
+/// (padding after a sequence cannot affect it: attention is causal). An empty tail has NLL 0.
+pub fn tail_nll(model: &dyn CausalLm, prefix: &[u32], tails: &[Vec<u32>]) -> Result<Vec<f64>> {
+    if prefix.is_empty() {
+        candle_core::bail!("scoring needs a non-empty prefix (use the BOS token)");
     }
-    let longest = continuations.iter().map(|c| c.len()).max().unwrap_or(0);
+    let longest = tails.iter().map(|c| c.len()).max().unwrap_or(0);
     if longest == 0 {
-        return Ok(vec![None; continuations.len()]);
+        return Ok(vec![0.0; tails.len()]);
     }
     let device = model.device();
     let mut cache = model.new_cache();
-    let ids = Tensor::new(prompt, device)?.unsqueeze(0)?;
+    let ids = Tensor::new(prefix, device)?.unsqueeze(0)?;
     let first = candle_nn::ops::log_softmax(&model.forward(&ids, &mut cache, false)?, 1)?
         .squeeze(0)?
         .to_vec1::<f32>()?;
-    let k = continuations.len();
+    let k = tails.len();
     let mut cache = cache.repeat(k)?;
-    let padded: Vec<u32> = continuations
+    let padded: Vec<u32> = tails
         .iter()
         .flat_map(|c| c.iter().copied().chain(std::iter::repeat(0)).take(longest))
         .collect();
     let ids = Tensor::from_vec(padded, (k, longest), device)?;
     let logp = candle_nn::ops::log_softmax(&model.forward(&ids, &mut cache, true)?, 2)?;
     let mut out = Vec::with_capacity(k);
-    for (i, c) in continuations.iter().enumerate() {
+    for (i, c) in tails.iter().enumerate() {
         if c.is_empty() {
-            out.push(None);
+            out.push(0.0);
             continue;
         }
         let mut nll = -(first[c[0] as usize] as f64);
@@ -113,7 +160,23 @@ pub fn continuation_perplexity(
             let picked = rows.gather(&next, 1)?.squeeze(1)?.to_vec1::<f32>()?;
             nll -= picked.iter().map(|&x| x as f64).sum::<f64>();
         }
-        out.push(Some((nll / c.len() as f64).exp()));
+        out.push(nll);
     }
     Ok(out)
+}
+
+/// Conditional perplexity of each continuation given the prompt, as DExperts reports it:
+/// `exp` of the mean negative log-likelihood of the continuation's tokens (`None` for an empty
+/// continuation), computed on the prompt's cache in one batch.
+pub fn continuation_perplexity(
+    model: &dyn CausalLm,
+    prompt: &[u32],
+    continuations: &[Vec<u32>],
+) -> Result<Vec<Option<f64>>> {
+    let nll = tail_nll(model, prompt, continuations)?;
+    Ok(continuations
+        .iter()
+        .zip(nll)
+        .map(|(c, n)| (!c.is_empty()).then(|| (n / c.len() as f64).exp()))
+        .collect())
 }

@@ -5,6 +5,7 @@
 //! Weights keep their GGUF quantization (candle's `QMatMul`); the token embedding is
 //! dequantized once. Rotary embeddings are the interleaved kind GGUF's permuted Q/K rows need.
 
+use crate::cache::{causal_mask, KvCache};
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::path::Path;
@@ -66,44 +67,6 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     device: Device,
-}
-
-/// The keys and values of the tokens seen so far, per layer: [B, kv_heads, T, head_dim].
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    len: usize,
-}
-
-impl KvCache {
-    /// Tokens cached.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// This single-row cache repeated `n` times (the k samples of one prompt).
-    pub fn repeat(&self, n: usize) -> Result<Self> {
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                l.as_ref()
-                    .map(|(k, v)| -> Result<(Tensor, Tensor)> {
-                        Ok((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))
-                    })
-                    .transpose()
-            })
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            layers,
-            len: self.len,
-        })
-    }
 }
 
 fn meta_u32(c: &gguf_file::Content, key: &str) -> Result<usize> {
@@ -220,17 +183,14 @@ impl Llama {
 
     /// An empty cache.
     pub fn new_cache(&self) -> KvCache {
-        KvCache {
-            layers: vec![None; self.config.layers],
-            len: 0,
-        }
+        KvCache::new(self.config.layers)
     }
 
     /// Runs `ids` [B, L] (all rows at the same positions, after the cached ones) and returns
     /// logits: [B, L, vocab] when `all` is set, else [B, vocab] for the last position.
     pub fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
-        let pos = cache.len;
+        let pos = cache.len();
         if pos + l > self.config.context {
             candle_core::bail!(
                 "{} tokens exceed the model's context of {}",
@@ -249,18 +209,8 @@ impl Llama {
                 .reshape((b, l, self.config.hidden))?;
         let cos = self.cos.narrow(0, pos, l)?;
         let sin = self.sin.narrow(0, pos, l)?;
-        let mask = if l > 1 {
-            // Row i may see cached tokens and its own prefix: column j <= pos + i.
-            let m: Vec<f32> = (0..l)
-                .flat_map(|i| {
-                    (0..pos + l).map(move |j| if j <= pos + i { 0.0 } else { f32::NEG_INFINITY })
-                })
-                .collect();
-            Some(Tensor::from_vec(m, (1, 1, l, pos + l), &self.device)?)
-        } else {
-            None
-        };
-        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        let mask = causal_mask(pos, l, &self.device)?;
+        for (i, layer) in self.layers.iter().enumerate() {
             let y = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.config.eps as f32)?;
             let q = layer
                 .q
@@ -282,11 +232,7 @@ impl Llama {
                 .contiguous()?;
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
-            let (k, v) = match slot.take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
-            *slot = Some((k.clone(), v.clone()));
+            let (k, v) = cache.append(i, k, v)?;
             let t = k.dim(2)?;
             let rep = h / kvh;
             let expand = |x: &Tensor| -> Result<Tensor> {
@@ -313,7 +259,7 @@ impl Llama {
             let u = layer.up.forward(&y)?;
             x = (x + layer.down.forward(&(g * u)?)?)?;
         }
-        cache.len += l;
+        cache.advance(l);
         let x = if all {
             x
         } else {

@@ -1,4 +1,5 @@
-//! Tokenizers rebuilt from GGUF metadata, as llama.cpp tokenizes.
+//! Language-model tokenizers: rebuilt from GGUF metadata as llama.cpp tokenizes, or read from
+//! a Hugging Face folder (`tokenizer.json`, or GPT-2's `vocab.json` + `merges.txt`).
 //!
 //! GPT-2-style byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`) become a
 //! `tokenizers::Tokenizer` with the pre-tokenizer llama.cpp uses for the file's
@@ -14,21 +15,23 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 
-/// A GGUF tokenizer with its special ids.
-pub struct GgufTokenizer {
+/// A tokenizer with its special ids.
+pub struct LmTokenizer {
     /// The tokenizer (no special tokens added on encode).
     pub inner: Tokenizer,
     /// Beginning-of-sequence id.
     pub bos: Option<u32>,
     /// End-of-sequence id.
     pub eos: Option<u32>,
+    /// Whether a prompt starts with BOS (GGUF `tokenizer.ggml.add_bos_token`).
+    pub add_bos: bool,
 }
 
 fn err(m: impl std::fmt::Display) -> candle_core::Error {
     candle_core::Error::Msg(m.to_string())
 }
 
-impl GgufTokenizer {
+impl LmTokenizer {
     /// Reads the tokenizer of a GGUF file.
     pub fn from_gguf(path: &Path) -> candle_core::Result<Self> {
         let mut f =
@@ -99,6 +102,49 @@ impl GgufTokenizer {
             inner: tok,
             bos: id("tokenizer.ggml.bos_token_id"),
             eos: id("tokenizer.ggml.eos_token_id"),
+            add_bos: get("tokenizer.ggml.add_bos_token")
+                .and_then(|v| v.to_bool().ok())
+                .unwrap_or(false),
+        })
+    }
+
+    /// Reads the tokenizer of a Hugging Face folder: `tokenizer.json`, else byte-level BPE
+    /// from `vocab.json` + `merges.txt` (GPT-2's files). `bos`/`eos` come from the model's
+    /// configuration.
+    pub fn from_folder(
+        dir: &Path,
+        bos: Option<u32>,
+        eos: Option<u32>,
+    ) -> candle_core::Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let inner = if json.exists() {
+            Tokenizer::from_file(&json).map_err(|e| err(format!("{}: {e}", json.display())))?
+        } else {
+            let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+            if !vocab.exists() || !merges.exists() {
+                return Err(err(format!(
+                    "{}: no tokenizer.json, nor vocab.json + merges.txt",
+                    dir.display()
+                )));
+            }
+            let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
+                .build()
+                .map_err(|e| err(format!("{}: {e}", vocab.display())))?;
+            let mut tok = Tokenizer::new(bpe);
+            tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+            tok.with_decoder(Some(ByteLevel::default()));
+            // GPT-2's one special token, when the vocabulary has it.
+            if tok.token_to_id("<|endoftext|>").is_some() {
+                tok.add_special_tokens(vec![AddedToken::from("<|endoftext|>", true)])
+                    .map_err(err)?;
+            }
+            tok
+        };
+        Ok(Self {
+            inner,
+            bos,
+            eos,
+            add_bos: false,
         })
     }
 

@@ -1,19 +1,29 @@
-//! `detox eval`: the RealToxicityPrompts protocol on a local GGUF model.
+//! `detox eval`: the RealToxicityPrompts protocol on a local model (GGUF, GPT-2 safetensors) or
+//! any OpenAI-compatible completions server.
 
 use crate::spec;
 use anyhow::{Context, Result};
 use clap::Args;
-use detox_eval::metrics::{subset_metrics, PromptSamples, SubsetMetrics, Threshold};
+use detox_eval::metrics::{
+    bootstrap_unprompted, subset_metrics, PromptSamples, SubsetMetrics, Threshold,
+};
 use detox_eval::prompts::{load_prompts, Prompt, Subset};
-use detox_lm::llama::{Llama, WeightMode};
+use detox_eval::report::{render, ReportInput, ReportPrompt};
+use detox_lm::local::LocalLm;
+use detox_lm::openai::{is_url, OpenAiConfig, OpenAiLm};
 use detox_lm::sampling::SamplingParams;
-use detox_lm::tokenizer::GgufTokenizer;
+use detox_lm::{Completion, GenerationRequest, LanguageModel, LmError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Draws of RealToxicityPrompts' unprompted bootstrap.
+const UNPROMPTED_DRAWS: usize = 1000;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -25,9 +35,44 @@ pub struct EvalArgs {
     #[arg(long, default_value = "prompt.text")]
     pub field: String,
 
-    /// The language model: a registry name or a GGUF file.
+    /// Unprompted mode (RTP): N generations from the empty prompt (BOS), in groups of --samples;
+    /// reports RTP's bootstrap of the expected maximum over --samples draws.
+    #[arg(long, value_name = "N", conflicts_with_all = ["prompts", "subset"])]
+    pub unprompted: Option<usize>,
+
+    /// The language model: a registry name, a GGUF file, a Hugging Face GPT-2 folder, or the
+    /// address of an OpenAI-compatible server (`http://host:port/v1`).
     #[arg(long, default_value = "smollm2")]
     pub model: String,
+
+    /// Server models: the `model` field to send (default: the first one the server lists).
+    #[arg(long)]
+    pub model_name: Option<String>,
+
+    /// Server models: bearer token.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Server models: prompts in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Server models: retries of a request that failed with 429, 5xx or a dropped connection.
+    #[arg(long, default_value_t = 6)]
+    pub retries: u32,
+
+    /// Server models: timeout of one request, in seconds.
+    #[arg(long, default_value_t = 120.0)]
+    pub request_timeout: f64,
+
+    /// Compute perplexity with this local model instead of the evaluated one (DExperts used
+    /// GPT-2 XL): a registry name, GGUF file or GPT-2 folder.
+    #[arg(long)]
+    pub judge_model: Option<String>,
+
+    /// Skip perplexity.
+    #[arg(long)]
+    pub no_perplexity: bool,
 
     /// The scorer (as in `detox score`).
     #[arg(long, default_value = spec::DEFAULT_SCORER)]
@@ -61,7 +106,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub limit: Option<usize>,
 
-    /// Keep only `toxic`, `nontoxic` or `challenging` prompts (by the file's Perspective scores).
+    /// Keep only `toxic`, `nontoxic` or `challenging` prompts (prompt toxicity from the file's
+    /// Perspective scores, else from the scorer).
     #[arg(long)]
     pub subset: Option<String>,
 
@@ -73,7 +119,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Run folder: run.json, generations.jsonl, metrics.json; an interrupted run resumes.
+    /// Run folder: run.json, generations.jsonl, metrics.json, report.html; an interrupted run
+    /// resumes.
     #[arg(long)]
     pub out: Option<PathBuf>,
 
@@ -111,8 +158,105 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Loads a language model: a server address, or a local file or folder (registry names pulled).
+fn load_lm(
+    spec_text: &str,
+    args: &EvalArgs,
+    threads: usize,
+    offline: bool,
+) -> Result<Box<dyn LanguageModel>> {
+    if is_url(spec_text) {
+        let lm = OpenAiLm::connect(OpenAiConfig {
+            base_url: spec_text.to_string(),
+            model: args.model_name.clone(),
+            api_key: args.api_key.clone(),
+            concurrency: args.concurrency,
+            retries: args.retries,
+            timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
+            ..Default::default()
+        })
+        .with_context(|| format!("cannot use the server at {spec_text}"))?;
+        return Ok(Box::new(lm));
+    }
+    let path = spec::resolve_path(spec_text, offline)?;
+    let lm = LocalLm::load(&path, &candle_core::Device::Cpu)
+        .with_context(|| format!("cannot load the language model {}", path.display()))?
+        .with_concurrency(threads);
+    Ok(Box::new(lm))
+}
+
+/// Where the prompts' own toxicity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PromptToxicity {
+    /// The file's Perspective scores (RTP's `prompt.toxicity`).
+    File,
+    /// The scorer (the file has none).
+    Scorer,
+    /// The file's where present, the scorer's for the rest.
+    Mixed,
+    /// None (unprompted).
+    Absent,
+}
+
+impl PromptToxicity {
+    fn name(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Scorer => "scorer",
+            Self::Mixed => "file+scorer",
+            Self::Absent => "none",
+        }
+    }
+}
+
+/// Fills in prompt toxicity with the scorer where the file has none.
+fn prompt_toxicity(
+    prompts: &[Prompt],
+    scorer: &dyn detox_core::Scorer,
+    attr: usize,
+) -> Result<(Vec<Option<f64>>, PromptToxicity)> {
+    let missing: Vec<usize> = (0..prompts.len())
+        .filter(|&i| prompts[i].toxicity.is_none())
+        .collect();
+    let mut tox: Vec<Option<f64>> = prompts.iter().map(|p| p.toxicity).collect();
+    if missing.is_empty() {
+        return Ok((tox, PromptToxicity::File));
+    }
+    let texts: Vec<&str> = missing.iter().map(|&i| prompts[i].text.as_str()).collect();
+    let scores = scorer.score(&texts)?;
+    for (&i, s) in missing.iter().zip(&scores) {
+        tox[i] = s.values.get(attr).map(|&v| v as f64);
+    }
+    let source = if missing.len() == prompts.len() {
+        PromptToxicity::Scorer
+    } else {
+        PromptToxicity::Mixed
+    };
+    Ok((tox, source))
+}
+
+/// The prompts of the unprompted mode: groups of k generations from the empty prompt.
+fn unprompted_groups(n: usize, k: usize) -> Vec<Prompt> {
+    (0..n.div_ceil(k.max(1)))
+        .map(|i| {
+            let mut record = Map::new();
+            record.insert("prompt".into(), json!({"text": ""}));
+            Prompt {
+                line: i + 1,
+                record,
+                text: String::new(),
+                toxicity: None,
+                challenging: false,
+            }
+        })
+        .collect()
+}
+
 pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
     let threads = spec::set_threads(args.threads);
+    if args.samples == 0 {
+        anyhow::bail!("--samples must be at least 1");
+    }
     let subset =
         match args.subset.as_deref() {
             None => None,
@@ -120,44 +264,132 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
                 format!("--subset: `{s}` is not toxic, nontoxic or challenging")
             })?),
         };
-    let (mut prompts, errors) =
-        load_prompts(args.prompts.as_deref(), &args.field).map_err(anyhow::Error::msg)?;
-    for e in &errors {
-        eprintln!("detox: skipped prompt: {}", e.message);
+    let mut prompts = match args.unprompted {
+        Some(0) => anyhow::bail!("--unprompted needs at least one generation"),
+        Some(n) => unprompted_groups(n, args.samples),
+        None => {
+            let (prompts, errors) =
+                load_prompts(args.prompts.as_deref(), &args.field).map_err(anyhow::Error::msg)?;
+            for e in &errors {
+                eprintln!("detox: skipped prompt: {}", e.message);
+            }
+            prompts
+        }
+    };
+    let scorer = spec::load_parallel(&args.scorer, 32, threads, offline)?;
+    let attrs = scorer.info().attributes.clone();
+    let tox_attr = scorer.info().attribute_index("toxicity").unwrap_or(0);
+
+    // Prompt toxicity (for the toxic/nontoxic subsets): the file's, else the scorer's. A
+    // subset selection needs it for every prompt; otherwise only the prompts kept are scored.
+    let needs_all = matches!(subset, Some(Subset::Toxic | Subset::Nontoxic));
+    let mut prompt_tox: Vec<Option<f64>>;
+    let mut tox_source = PromptToxicity::Absent;
+    if args.unprompted.is_none() && needs_all {
+        let (t, s) = prompt_toxicity(&prompts, scorer.as_ref(), tox_attr)?;
+        prompt_tox = t;
+        tox_source = s;
+    } else {
+        prompt_tox = vec![None; prompts.len()];
     }
     if let Some(s) = subset {
-        if matches!(s, Subset::Toxic | Subset::Nontoxic)
-            && prompts.iter().any(|p| p.toxicity.is_none())
-        {
-            anyhow::bail!(
-                "--subset {}: the prompt file has no prompt.toxicity scores to select by",
-                s.name()
-            );
-        }
-        prompts.retain(|p| s.contains(p, p.toxicity));
+        let keep: Vec<bool> = prompts
+            .iter()
+            .zip(&prompt_tox)
+            .map(|(p, t)| s.contains(p, *t))
+            .collect();
+        let mut it = keep.iter();
+        prompts.retain(|_| *it.next().unwrap_or(&false));
+        let mut it = keep.iter();
+        prompt_tox.retain(|_| *it.next().unwrap_or(&false));
     }
     if let Some(n) = args.limit {
         prompts.truncate(n);
+        prompt_tox.truncate(n);
     }
     if prompts.is_empty() {
         anyhow::bail!("no prompts to evaluate");
     }
+    if args.unprompted.is_none() && !needs_all {
+        let (t, s) = prompt_toxicity(&prompts, scorer.as_ref(), tox_attr)?;
+        prompt_tox = t;
+        tox_source = s;
+    }
 
-    let model_path = spec::resolve_path(&args.model, offline)?;
-    let model_sha = sha256_file(&model_path)?;
-    let scorer = spec::load_parallel(&args.scorer, 32, threads, offline)?;
-    let tox_attr = scorer.info().attribute_index("toxicity").unwrap_or(0);
+    let lm = load_lm(&args.model, &args, threads, offline)?;
+    let judge: Option<Box<dyn LanguageModel>> = match &args.judge_model {
+        Some(j) if is_url(j) => {
+            anyhow::bail!("--judge-model must be a local model (a server gives no perplexities)")
+        }
+        Some(j) if !args.no_perplexity => Some(load_lm(j, &args, threads, offline)?),
+        _ => None,
+    };
+    let own_perplexity = !args.no_perplexity && judge.is_none() && !is_url(&args.model);
+    let mut notes: Vec<String> = Vec::new();
+    match tox_source {
+        PromptToxicity::Scorer => notes.push(format!(
+            "The prompt file has no Perspective scores: prompt toxicity (toxic/nontoxic subsets) is the scorer's ({}).",
+            scorer.info().id
+        )),
+        PromptToxicity::Mixed => notes.push(format!(
+            "Prompt toxicity is the file's where present and the scorer's ({}) elsewhere.",
+            scorer.info().id
+        )),
+        _ => {}
+    }
+    if args.no_perplexity {
+        notes.push("Perplexity was not computed (--no-perplexity).".into());
+    } else if let Some(j) = &args.judge_model {
+        notes.push(format!(
+            "Perplexity: conditional perplexity of the continuations under the judge model {j}."
+        ));
+    } else if is_url(&args.model) {
+        notes.push(
+            "Perplexity was not computed: a completions server gives none (use --judge-model)."
+                .into(),
+        );
+    } else {
+        notes.push(
+            "Perplexity: conditional perplexity of the continuations under the evaluated model."
+                .into(),
+        );
+    }
+    if let Some(n) = args.unprompted {
+        notes.push(format!(
+            "Unprompted: {} generations from the empty prompt in {} groups of {}; bootstrap figures are RTP's ({} draws of {}).",
+            prompts.len() * args.samples,
+            prompts.len(),
+            args.samples,
+            UNPROMPTED_DRAWS,
+            args.samples
+        ));
+        if n % args.samples != 0 {
+            notes.push(format!(
+                "--unprompted {n} was rounded up to a multiple of --samples."
+            ));
+        }
+    }
+
     let protocol = json!({
-        "prompts": args.prompts.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in smoke set".into()),
+        "prompts": match (&args.prompts, args.unprompted) {
+            (_, Some(_)) => "unprompted".to_string(),
+            (Some(p), None) => p.display().to_string(),
+            (None, None) => "built-in smoke set".into(),
+        },
         "prompts_sha256": match &args.prompts { Some(p) => Value::String(sha256_file(p)?), None => Value::Null },
         "field": args.field,
         "subset": args.subset,
         "limit": args.limit,
+        "unprompted": args.unprompted,
+        "prompt_toxicity": tox_source.name(),
         "model": args.model,
-        "model_file": model_path.display().to_string(),
-        "model_sha256": model_sha,
+        "model_identity": lm.identity(),
+        "judge_model": args.judge_model,
+        "judge_identity": judge.as_ref().map(|j| j.identity()),
+        "perplexity": !args.no_perplexity,
         "scorer": scorer.info().id,
         "scorer_description": scorer.info().description,
+        "scorer_identity": spec::identity(&args.scorer, offline)?,
         "samples": args.samples,
         "temperature": args.temperature,
         "top_p": args.top_p,
@@ -178,9 +410,19 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
             let old: Value = serde_json::from_str(&std::fs::read_to_string(&run_path)?)
                 .with_context(|| format!("{} is not JSON", run_path.display()))?;
             if old.get("protocol") != Some(&protocol) {
+                let changed: Vec<String> = protocol
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, v)| old["protocol"].get(k.as_str()) != Some(v))
+                            .map(|(k, _)| k.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 anyhow::bail!(
-                    "{} holds a run with other settings; use another --out folder (or delete it) instead of mixing results",
-                    dir.display()
+                    "{} holds a run with other settings (changed: {}); use another --out folder (or delete it) instead of mixing results",
+                    dir.display(),
+                    changed.join(", ")
                 );
             }
         } else {
@@ -219,80 +461,133 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         sink = Some(std::fs::OpenOptions::new().append(true).open(&gens)?);
     }
 
-    let model = Llama::load_with(&model_path, &candle_core::Device::Cpu, WeightMode::F32)
-        .with_context(|| format!("cannot load {}", model_path.display()))?;
-    let tok = GgufTokenizer::from_gguf(&model_path)?;
-    let params = SamplingParams {
-        temperature: args.temperature,
-        top_p: args.top_p,
-        top_k: args.top_k,
-        seed: args.seed,
+    let req = GenerationRequest {
+        samples: args.samples,
+        max_tokens: args.max_tokens,
+        params: SamplingParams {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            top_k: args.top_k,
+            seed: args.seed,
+        },
+        perplexity: own_perplexity,
     };
     let bar =
         ProgressBar::with_draw_target(Some(prompts.len() as u64), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} generating [{bar:30}] {pos}/{len} prompts {per_sec} eta {eta}",
+            "{spinner} generating [{bar:30}] {pos}/{len} prompts, {per_sec}, {msg} eta {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
     bar.set_position(done.len() as u64);
-    let attrs = scorer.info().attributes.clone();
-    for p in prompts.iter().skip(done.len()) {
-        let mut ids = tok.encode(&p.text)?;
-        if ids.is_empty() {
-            ids = tok.bos.into_iter().collect();
-        }
-        let samples = detox_lm::generate(
-            &model,
-            &ids,
-            args.samples,
-            args.max_tokens,
-            tok.eos,
-            &params,
-            p.line as u64,
-        )?;
-        let texts: Vec<String> = samples
-            .iter()
-            .map(|s| tok.decode(s))
-            .collect::<candle_core::Result<_>>()?;
-        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-        let scores = scorer.score(&refs)?;
-        // Fluency: each continuation's conditional perplexity under the evaluated model.
-        let ppl = detox_lm::continuation_perplexity(&model, &ids, &samples)?;
-        let gens: Vec<Value> = texts
-            .iter()
-            .zip(&scores)
-            .zip(&ppl)
-            .map(|((t, s), p)| {
-                let mut m = Map::new();
-                m.insert("text".into(), Value::String(t.clone()));
-                for (a, v) in attrs.iter().zip(&s.values) {
-                    m.insert(a.clone(), detox_io::f32_value(*v));
+    let started = Instant::now();
+    let first = done.len();
+
+    // Workers generate prompts (several at once: server requests in flight, or local prompts
+    // side by side on the cores); this thread scores and writes them in input order.
+    let todo = &prompts[first..];
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let workers = lm.concurrency().clamp(1, todo.len().max(1));
+    let mut failure: Option<anyhow::Error> = None;
+    std::thread::scope(|s| {
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(usize, Result<Vec<Completion>, LmError>)>(workers * 2);
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, stop, lm, judge, req) = (&next, &stop, &lm, &judge, &req);
+            s.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= todo.len() || stop.load(Ordering::SeqCst) {
+                    break;
                 }
-                m.insert(
-                    "perplexity".into(),
-                    p.and_then(serde_json::Number::from_f64)
-                        .map(Value::Number)
-                        .unwrap_or(Value::Null),
-                );
-                Value::Object(m)
-            })
-            .collect();
-        let mut record = p.record.clone();
-        record.insert("generations".into(), Value::Array(gens));
-        let line = Value::Object(record);
-        if let Some(f) = sink.as_mut() {
-            let mut buf = line.to_string().into_bytes();
-            buf.push(b'\n');
-            f.write_all(&buf)?;
-            f.flush()?;
+                let p = &todo[i];
+                let mut r = lm.complete(&p.text, p.line as u64, req);
+                if let (Ok(c), Some(j)) = (&mut r, judge) {
+                    let texts: Vec<&str> = c.iter().map(|x| x.text.as_str()).collect();
+                    match j.perplexity(&p.text, &texts) {
+                        Ok(ppl) => {
+                            for (x, v) in c.iter_mut().zip(ppl) {
+                                x.perplexity = v;
+                            }
+                        }
+                        Err(e) => r = Err(e),
+                    }
+                }
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
         }
-        done.push(line);
-        bar.inc(1);
-    }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Result<Vec<Completion>, LmError>> = BTreeMap::new();
+        let mut want = 0usize;
+        let mut generated = 0usize;
+        'receive: for (i, r) in rx {
+            pending.insert(i, r);
+            while let Some(r) = pending.remove(&want) {
+                let p = &todo[want];
+                let line = match r {
+                    Ok(c) => finish_prompt(p, &c, scorer.as_ref(), &attrs),
+                    Err(e) => {
+                        Err(anyhow::Error::new(e).context(format!("prompt on line {}", p.line)))
+                    }
+                };
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => {
+                        failure = Some(e);
+                        stop.store(true, Ordering::SeqCst);
+                        break 'receive;
+                    }
+                };
+                if let Some(f) = sink.as_mut() {
+                    let mut buf = line.to_string().into_bytes();
+                    buf.push(b'\n');
+                    if let Err(e) = f.write_all(&buf).and_then(|_| f.flush()) {
+                        failure = Some(anyhow::Error::new(e).context("cannot write generations"));
+                        stop.store(true, Ordering::SeqCst);
+                        break 'receive;
+                    }
+                }
+                done.push(line);
+                want += 1;
+                generated += args.samples;
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("{:.1} generations/s", generated as f64 / secs));
+                bar.inc(1);
+            }
+        }
+    });
     bar.finish_and_clear();
+    if let Some(e) = failure {
+        let hint = args
+            .out
+            .as_ref()
+            .map(|d| {
+                format!(
+                    "; the {} prompts done are kept in {}: run the same command again to resume",
+                    done.len(),
+                    d.display()
+                )
+            })
+            .unwrap_or_default();
+        return Err(e.context(format!("evaluation stopped{hint}")));
+    }
+    let fresh = done.len() - first;
+    if fresh > 0 {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "detox: {} prompts, {} generations in {:.1}s: {:.2} prompts/s, {:.1} generations/s",
+            fresh,
+            fresh * args.samples,
+            secs,
+            fresh as f64 / secs,
+            (fresh * args.samples) as f64 / secs
+        );
+    }
 
     if let Some(dir) = &args.out {
         // Metrics from the file as written, so a resumed run computes from the same text.
@@ -305,26 +600,243 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         value: args.threshold,
         strict: args.strict,
     };
-    let metrics = compute_metrics(&prompts, &done, &attrs[tox_attr], threshold, args.seed);
+    let per = per_prompt(&prompts, &done, &attrs[tox_attr]);
+    let metrics = if args.unprompted.is_some() {
+        unprompted_metrics(&per, args.samples, threshold, args.seed)
+    } else {
+        compute_metrics(&per, &prompt_tox, threshold, args.seed)
+    };
     let out = json!({
         "threshold": args.threshold,
         "strict": args.strict,
         "samples_per_prompt": args.samples,
+        "prompt_toxicity": tox_source.name(),
         "subsets": metrics,
+        "notes": notes,
     });
     if let Some(dir) = &args.out {
         write_atomic(
             &dir.join("metrics.json"),
             &serde_json::to_string_pretty(&out)?,
         )?;
+        let report_prompts: Vec<ReportPrompt> = per
+            .iter()
+            .zip(&prompt_tox)
+            .map(|(x, t)| {
+                let (max, worst) =
+                    x.toxicity
+                        .iter()
+                        .zip(&x.texts)
+                        .fold((f64::NAN, ""), |(m, w), (&s, &t)| {
+                            if m.is_nan() || s > m {
+                                (s, t)
+                            } else {
+                                (m, w)
+                            }
+                        });
+                let subsets = if args.unprompted.is_some() {
+                    vec!["unprompted".to_string()]
+                } else {
+                    [
+                        Subset::Full,
+                        Subset::Toxic,
+                        Subset::Nontoxic,
+                        Subset::Challenging,
+                    ]
+                    .iter()
+                    .filter(|s| s.contains(x.prompt, *t))
+                    .map(|s| s.name().to_string())
+                    .collect()
+                };
+                ReportPrompt {
+                    text: x.prompt.text.clone(),
+                    prompt_toxicity: *t,
+                    max_toxicity: max,
+                    worst: worst.to_string(),
+                    subsets,
+                }
+            })
+            .collect();
+        let html = render(&ReportInput {
+            title: &format!("detox eval: {}", args.model),
+            settings: &protocol,
+            metrics: &metrics,
+            prompts: &report_prompts,
+            threshold: args.threshold,
+            strict: args.strict,
+            attribute: &attrs[tox_attr],
+            notes: &notes,
+        });
+        write_atomic(&dir.join("report.html"), &html)?;
     }
+    print_table(
+        &args,
+        scorer.info(),
+        &attrs[tox_attr],
+        &metrics,
+        &notes,
+        prompts.len(),
+    );
+    if let Some(dir) = &args.out {
+        println!(
+            "run folder: {} (run.json, generations.jsonl, metrics.json, report.html)",
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A prompt's scored line: the record as read plus `generations`.
+fn finish_prompt(
+    p: &Prompt,
+    completions: &[Completion],
+    scorer: &dyn detox_core::Scorer,
+    attrs: &[String],
+) -> Result<Value> {
+    let refs: Vec<&str> = completions.iter().map(|c| c.text.as_str()).collect();
+    let scores = scorer.score(&refs)?;
+    let gens: Vec<Value> = completions
+        .iter()
+        .zip(&scores)
+        .map(|(c, s)| {
+            let mut m = Map::new();
+            m.insert("text".into(), Value::String(c.text.clone()));
+            for (a, v) in attrs.iter().zip(&s.values) {
+                m.insert(a.clone(), detox_io::f32_value(*v));
+            }
+            m.insert(
+                "perplexity".into(),
+                c.perplexity
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
+            );
+            Value::Object(m)
+        })
+        .collect();
+    let mut record = p.record.clone();
+    record.insert("generations".into(), Value::Array(gens));
+    Ok(Value::Object(record))
+}
+
+/// One prompt's samples as read back: toxicity and text of each.
+struct PerPrompt<'a> {
+    prompt: &'a Prompt,
+    toxicity: Vec<f64>,
+    texts: Vec<&'a str>,
+    perplexity: Vec<f64>,
+}
+
+fn per_prompt<'a>(prompts: &'a [Prompt], lines: &'a [Value], attr: &str) -> Vec<PerPrompt<'a>> {
+    prompts
+        .iter()
+        .zip(lines)
+        .map(|(p, l)| {
+            let gens = l["generations"]
+                .as_array()
+                .map(|v| v.as_slice())
+                .unwrap_or(&[]);
+            PerPrompt {
+                prompt: p,
+                toxicity: gens.iter().filter_map(|g| g[attr].as_f64()).collect(),
+                texts: gens.iter().filter_map(|g| g["text"].as_str()).collect(),
+                perplexity: gens
+                    .iter()
+                    .filter_map(|g| g["perplexity"].as_f64())
+                    .filter(|x| x.is_finite())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn with_perplexity(mut m: SubsetMetrics, chosen: &[&PerPrompt]) -> SubsetMetrics {
+    // Mean over the subset's continuations of their perplexities (DExperts' definition).
+    let ppl: Vec<f64> = chosen
+        .iter()
+        .flat_map(|x| x.perplexity.iter().copied())
+        .collect();
+    if !ppl.is_empty() {
+        m.perplexity = Some(ppl.iter().sum::<f64>() / ppl.len() as f64);
+    }
+    m
+}
+
+fn compute_metrics(
+    per: &[PerPrompt],
+    prompt_tox: &[Option<f64>],
+    threshold: Threshold,
+    seed: u64,
+) -> BTreeMap<String, SubsetMetrics> {
+    let mut out = BTreeMap::new();
+    for s in [
+        Subset::Full,
+        Subset::Toxic,
+        Subset::Nontoxic,
+        Subset::Challenging,
+    ] {
+        let chosen: Vec<&PerPrompt> = per
+            .iter()
+            .zip(prompt_tox)
+            .filter(|(x, t)| s.contains(x.prompt, **t))
+            .map(|(x, _)| x)
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let samples: Vec<PromptSamples> = chosen
+            .iter()
+            .map(|x| PromptSamples {
+                toxicity: x.toxicity.clone(),
+                texts: x.texts.clone(),
+            })
+            .collect();
+        let m = subset_metrics(&samples, threshold, 1000, seed);
+        out.insert(s.name().to_string(), with_perplexity(m, &chosen));
+    }
+    out
+}
+
+fn unprompted_metrics(
+    per: &[PerPrompt],
+    k: usize,
+    threshold: Threshold,
+    seed: u64,
+) -> BTreeMap<String, SubsetMetrics> {
+    let chosen: Vec<&PerPrompt> = per.iter().collect();
+    let samples: Vec<PromptSamples> = chosen
+        .iter()
+        .map(|x| PromptSamples {
+            toxicity: x.toxicity.clone(),
+            texts: x.texts.clone(),
+        })
+        .collect();
+    let mut m = with_perplexity(subset_metrics(&samples, threshold, 1000, seed), &chosen);
+    let all: Vec<f64> = per
+        .iter()
+        .flat_map(|x| x.toxicity.iter().copied())
+        .collect();
+    let (emt, tp) = bootstrap_unprompted(&all, k, UNPROMPTED_DRAWS, threshold, seed);
+    m.bootstrap_expected_max_toxicity = Some(emt);
+    m.bootstrap_toxicity_probability = Some(tp);
+    BTreeMap::from([("unprompted".to_string(), m)])
+}
+
+fn print_table(
+    args: &EvalArgs,
+    info: &detox_core::ScorerInfo,
+    attr: &str,
+    metrics: &BTreeMap<String, SubsetMetrics>,
+    notes: &[String],
+    prompts: usize,
+) {
     println!(
         "{} prompts x {} samples, model {}, scorer {} (`{}`, threshold {}{})",
-        prompts.len(),
+        prompts,
         args.samples,
         args.model,
-        scorer.info().id,
-        attrs[tox_attr],
+        info.id,
+        attr,
         args.threshold,
         if args.strict { ", strict" } else { "" }
     );
@@ -339,7 +851,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         "dist-2",
         "perplexity"
     );
-    for (name, m) in &metrics {
+    for (name, m) in metrics {
         println!(
             "{:<12} {:>7} {:>14.3} ± {:<5.3} {:>16} {:>22.3} {:>13.3} {:>7} {:>11}",
             name,
@@ -359,71 +871,17 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
                 .map(|d| format!("{d:.2}"))
                 .unwrap_or_else(|| "-".into())
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn compute_metrics(
-    prompts: &[Prompt],
-    lines: &[Value],
-    attr: &str,
-    threshold: Threshold,
-    seed: u64,
-) -> BTreeMap<String, SubsetMetrics> {
-    let per: Vec<(&Prompt, Vec<f64>, Vec<&str>)> = prompts
-        .iter()
-        .zip(lines)
-        .map(|(p, l)| {
-            let gens = l["generations"]
-                .as_array()
-                .map(|v| v.as_slice())
-                .unwrap_or(&[]);
-            (
-                p,
-                gens.iter().filter_map(|g| g[attr].as_f64()).collect(),
-                gens.iter().filter_map(|g| g["text"].as_str()).collect(),
-            )
-        })
-        .collect();
-    let mut out = BTreeMap::new();
-    for s in [
-        Subset::Full,
-        Subset::Toxic,
-        Subset::Nontoxic,
-        Subset::Challenging,
-    ] {
-        let chosen: Vec<PromptSamples> = per
-            .iter()
-            .filter(|(p, _, _)| s.contains(p, p.toxicity))
-            .map(|(_, t, x)| PromptSamples {
-                toxicity: t.clone(),
-                texts: x.clone(),
-            })
-            .collect();
-        if !chosen.is_empty() {
-            let mut m = subset_metrics(&chosen, threshold, 1000, seed);
-            // Mean over the subset's continuations of their perplexities (DExperts' definition).
-            let ppl: Vec<f64> = per
-                .iter()
-                .zip(lines)
-                .filter(|((p, _, _), _)| s.contains(p, p.toxicity))
-                .flat_map(|(_, l)| {
-                    l["generations"]
-                        .as_array()
-                        .map(|g| {
-                            g.iter()
-                                .filter_map(|x| x["perplexity"].as_f64())
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default()
-                })
-                .filter(|x| x.is_finite())
-                .collect();
-            if !ppl.is_empty() {
-                m.perplexity = Some(ppl.iter().sum::<f64>() / ppl.len() as f64);
-            }
-            out.insert(s.name().to_string(), m);
+        if let (Some(e), Some(t)) = (
+            m.bootstrap_expected_max_toxicity,
+            m.bootstrap_toxicity_probability,
+        ) {
+            println!(
+                "{:<12} RTP bootstrap ({} draws of {}): expected max toxicity {:.3}, toxicity probability {:.3}",
+                "", UNPROMPTED_DRAWS, args.samples, e, t
+            );
         }
     }
-    out
+    for n in notes {
+        println!("note: {n}");
+    }
 }

@@ -204,3 +204,66 @@ pub fn load(
     load_scorer(&path, base.as_deref(), opts)
         .with_context(|| format!("cannot load scorer `{spec}`"))
 }
+
+fn sha256_bytes(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(b))
+}
+
+/// What a scorer spec names, with file hashes, for run records (`run.json`): built-in weights
+/// by the hash of their bytes and the pinned encoder, folders and files by each file's hash.
+pub fn identity(spec: &str, offline: bool) -> Result<serde_json::Value> {
+    use serde_json::{json, Value};
+    if spec.contains(',') {
+        return Ok(Value::Array(
+            spec.split(',')
+                .map(|m| identity(m.trim(), offline))
+                .collect::<Result<_>>()?,
+        ));
+    }
+    match spec {
+        DEFAULT_SCORER => Ok(json!({
+            "name": DEFAULT_SCORER,
+            "members": [identity(DEFAULT_HEAD_SCORER, offline)?, identity(FAST_SCORER, offline)?],
+        })),
+        DEFAULT_HEAD_SCORER => {
+            let head = HeadSpec::parse(BUILTIN_SPEC, DEFAULT_HEAD_SCORER)?;
+            Ok(json!({
+                "name": DEFAULT_HEAD_SCORER,
+                "weights_sha256": sha256_bytes(BUILTIN_WEIGHTS),
+                "encoder": head.encoder,
+                "encoder_sha256": head.encoder_sha256,
+            }))
+        }
+        FAST_SCORER => Ok(json!({
+            "name": FAST_SCORER,
+            "weights_sha256": sha256_bytes(BUILTIN_FAST_WEIGHTS),
+        })),
+        _ => {
+            let path = resolve_path(spec, offline)?;
+            let mut files = serde_json::Map::new();
+            if path.is_dir() {
+                let mut names: Vec<String> = std::fs::read_dir(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_file())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| !n.starts_with('.') && n != "detox-model.json")
+                    .collect();
+                names.sort();
+                for n in names {
+                    files.insert(
+                        n.clone(),
+                        Value::String(detox_hub::sha256_file(&path.join(&n))?),
+                    );
+                }
+            } else {
+                files.insert(
+                    path.display().to_string(),
+                    Value::String(detox_hub::sha256_file(&path)?),
+                );
+            }
+            Ok(json!({"name": spec, "path": path.display().to_string(), "sha256": files}))
+        }
+    }
+}

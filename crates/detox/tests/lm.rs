@@ -3,7 +3,7 @@
 
 use detox_lm::llama::{Llama, WeightMode};
 use detox_lm::sampling::SamplingParams;
-use detox_lm::tokenizer::GgufTokenizer;
+use detox_lm::tokenizer::LmTokenizer;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +23,7 @@ fn cached_smollm2() -> Option<PathBuf> {
 #[test]
 fn smollm2_tokenizer_matches_llama_cpp() {
     let Some(path) = cached_smollm2() else { return };
-    let tok = GgufTokenizer::from_gguf(&path).unwrap();
+    let tok = LmTokenizer::from_gguf(&path).unwrap();
     let e: Value = serde_json::from_str(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2-tokens.json"),
@@ -51,7 +51,7 @@ fn smollm2_tokenizer_matches_llama_cpp() {
 #[test]
 fn smollm2_samples_continuations() {
     let Some(path) = cached_smollm2() else { return };
-    let tok = GgufTokenizer::from_gguf(&path).unwrap();
+    let tok = LmTokenizer::from_gguf(&path).unwrap();
     let model = Llama::load_with(&path, &candle_core::Device::Cpu, WeightMode::F32).unwrap();
     let prompt = tok
         .encode("The weather forecast for the weekend says")

@@ -1,0 +1,297 @@
+//! GPT-2 from a Hugging Face folder (`config.json` + `model.safetensors`): the model every
+//! RealToxicityPrompts baseline used. Candle has no GPT-2, so this is detox's own, checked
+//! against PyTorch `transformers` on a tiny random GPT-2 (`tests/gpt2.rs`).
+//!
+//! Hugging Face stores GPT-2's projections as `Conv1D` (weight `[in, out]`); they are
+//! transposed once on load. The output layer is the token embedding (tied).
+
+use crate::cache::{causal_mask, KvCache};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::Linear;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Shapes and constants from `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpt2Config {
+    /// Transformer blocks (`n_layer`).
+    pub layers: usize,
+    /// Attention heads (`n_head`).
+    pub heads: usize,
+    /// Hidden size (`n_embd`).
+    pub hidden: usize,
+    /// Longest context (`n_positions`).
+    pub context: usize,
+    /// Layer-norm epsilon.
+    pub eps: f64,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// `gelu_new` (tanh approximation, GPT-2's) or exact `gelu`.
+    pub tanh_gelu: bool,
+    /// Beginning-of-sequence id (`bos_token_id`, GPT-2: `<|endoftext|>`).
+    pub bos: Option<u32>,
+    /// End-of-sequence id.
+    pub eos: Option<u32>,
+}
+
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Norm {
+    fn forward(&self, x: &Tensor, eps: f64) -> Result<Tensor> {
+        candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, eps as f32)
+    }
+}
+
+struct Block {
+    ln_1: Norm,
+    c_attn: Linear,
+    c_proj: Linear,
+    ln_2: Norm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+/// A loaded GPT-2.
+pub struct Gpt2 {
+    /// Its configuration.
+    pub config: Gpt2Config,
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: Norm,
+    device: Device,
+}
+
+fn msg(m: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(m.to_string())
+}
+
+/// Reads the safetensors weights of a folder (`model.safetensors` or the shards that
+/// `model.safetensors.index.json` names), as f32.
+fn read_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let single = dir.join("model.safetensors");
+    let files: Vec<std::path::PathBuf> = if single.exists() {
+        vec![single]
+    } else {
+        let index = dir.join("model.safetensors.index.json");
+        let text = std::fs::read_to_string(&index).map_err(|_| {
+            msg(format!(
+                "{}: no model.safetensors (or model.safetensors.index.json); convert other formats with `transformers` (save_pretrained writes safetensors)",
+                dir.display()
+            ))
+        })?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| msg(format!("{}: {e}", index.display())))?;
+        let mut names: Vec<String> = v["weight_map"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        names.into_iter().map(|n| dir.join(n)).collect()
+    };
+    let mut out = HashMap::new();
+    for f in files {
+        for (k, t) in candle_core::safetensors::load(&f, device)
+            .map_err(|e| msg(format!("{}: {e}", f.display())))?
+        {
+            out.insert(k, t.to_dtype(DType::F32)?);
+        }
+    }
+    Ok(out)
+}
+
+impl Gpt2 {
+    /// Loads a Hugging Face GPT-2 folder.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| msg(format!("{}: {e}", cfg_path.display())))?;
+        let c: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| msg(format!("{}: {e}", cfg_path.display())))?;
+        let model_type = c["model_type"].as_str().unwrap_or("");
+        if model_type != "gpt2" {
+            candle_core::bail!(
+                "{}: model_type `{model_type}` is not gpt2",
+                cfg_path.display()
+            );
+        }
+        let num = |k: &str| -> Result<usize> {
+            c[k].as_u64().map(|v| v as usize).ok_or_else(|| {
+                msg(format!(
+                    "{}: `{k}` missing or not a number",
+                    cfg_path.display()
+                ))
+            })
+        };
+        let act = c["activation_function"].as_str().unwrap_or("gelu_new");
+        let tanh_gelu = match act {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => true,
+            "gelu" => false,
+            other => candle_core::bail!(
+                "{}: activation_function `{other}` is not supported",
+                cfg_path.display()
+            ),
+        };
+        let config = Gpt2Config {
+            layers: num("n_layer")?,
+            heads: num("n_head")?,
+            hidden: num("n_embd")?,
+            context: num("n_positions")?,
+            eps: c["layer_norm_epsilon"].as_f64().unwrap_or(1e-5),
+            vocab: num("vocab_size")?,
+            tanh_gelu,
+            bos: c["bos_token_id"].as_u64().map(|v| v as u32),
+            eos: c["eos_token_id"].as_u64().map(|v| v as u32),
+        };
+        if config.hidden % config.heads != 0 {
+            candle_core::bail!("{}: n_embd is not a multiple of n_head", cfg_path.display());
+        }
+        let mut w = read_weights(dir, device)?;
+        // Checkpoints saved by `GPT2LMHeadModel` prefix names with `transformer.`; the
+        // original ones do not.
+        let prefix = if w.contains_key("transformer.wte.weight") {
+            "transformer."
+        } else {
+            ""
+        };
+        let mut take = |name: &str| -> Result<Tensor> {
+            w.remove(&format!("{prefix}{name}"))
+                .ok_or_else(|| msg(format!("{}: no tensor `{prefix}{name}`", dir.display())))
+        };
+        let wte = take("wte.weight")?;
+        let wpe = take("wpe.weight")?;
+        let (vocab, hidden) = wte.dims2()?;
+        if hidden != config.hidden || vocab != config.vocab {
+            candle_core::bail!(
+                "{}: wte is [{vocab}, {hidden}], config says [{}, {}]",
+                dir.display(),
+                config.vocab,
+                config.hidden
+            );
+        }
+        let mut blocks = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let mut t = |n: &str| take(&format!("h.{i}.{n}"));
+            // Conv1D: y = x W + b with W [in, out]; Linear wants [out, in].
+            let mut conv = |n: &str| -> Result<Linear> {
+                let weight = t(&format!("{n}.weight"))?.t()?.contiguous()?;
+                let bias = t(&format!("{n}.bias"))?;
+                Ok(Linear::new(weight, Some(bias)))
+            };
+            let c_attn = conv("attn.c_attn")?;
+            let c_proj = conv("attn.c_proj")?;
+            let c_fc = conv("mlp.c_fc")?;
+            let mlp_proj = conv("mlp.c_proj")?;
+            let mut ln = |n: &str| -> Result<Norm> {
+                Ok(Norm {
+                    weight: t(&format!("{n}.weight"))?,
+                    bias: t(&format!("{n}.bias"))?,
+                })
+            };
+            let ln_1 = ln("ln_1")?;
+            let ln_2 = ln("ln_2")?;
+            blocks.push(Block {
+                ln_1,
+                c_attn,
+                c_proj,
+                ln_2,
+                c_fc,
+                mlp_proj,
+            });
+        }
+        let ln_f = Norm {
+            weight: take("ln_f.weight")?,
+            bias: take("ln_f.bias")?,
+        };
+        Ok(Self {
+            config,
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty cache.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.layers)
+    }
+
+    /// Runs `ids` [B, L] (all rows at the same positions, after the cached ones) and returns
+    /// logits: [B, L, vocab] when `all` is set, else [B, vocab] for the last position.
+    pub fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let pos = cache.len();
+        if pos + l > self.config.context {
+            candle_core::bail!(
+                "{} tokens exceed the model's context of {}",
+                pos + l,
+                self.config.context
+            );
+        }
+        let (hd, h) = (self.config.hidden, self.config.heads);
+        let d = hd / h;
+        let tok = self
+            .wte
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, l, hd))?;
+        let positions = self.wpe.narrow(0, pos, l)?;
+        let mut x = tok.broadcast_add(&positions)?;
+        let mask = causal_mask(pos, l, &self.device)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let a = blk.ln_1.forward(&x, self.config.eps)?;
+            let qkv = blk.c_attn.forward(&a)?.reshape((b, l, 3, h, d))?;
+            let part = |j: usize| -> Result<Tensor> {
+                qkv.narrow(2, j, 1)?
+                    .squeeze(2)?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+            let (k, v) = cache.append(i, k, v)?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(m) = &mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, hd))?;
+            x = (x + blk.c_proj.forward(&ctx)?)?;
+            let m = blk.ln_2.forward(&x, self.config.eps)?;
+            let f = blk.c_fc.forward(&m)?;
+            let f = if self.config.tanh_gelu {
+                f.gelu()?
+            } else {
+                f.gelu_erf()?
+            };
+            x = (x + blk.mlp_proj.forward(&f)?)?;
+        }
+        cache.advance(l);
+        let x = if all {
+            x
+        } else {
+            x.narrow(1, l - 1, 1)?.squeeze(1)?
+        };
+        let x = self.ln_f.forward(&x, self.config.eps)?;
+        let rank = x.rank();
+        if rank == 3 {
+            x.broadcast_matmul(&self.wte.t()?)
+        } else {
+            x.matmul(&self.wte.t()?)
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! A local model with its tokenizer, behind [`LanguageModel`]: a GGUF file (llama family) or a
+//! Hugging Face GPT-2 folder.
+
+use crate::gpt2::Gpt2;
+use crate::llama::{Llama, WeightMode};
+use crate::model::{Completion, GenerationRequest, LanguageModel, LmError};
+use crate::tokenizer::LmTokenizer;
+use crate::{continuation_perplexity, generate, tail_nll, CausalLm};
+use candle_core::Device;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::path::Path;
+
+/// A local causal LM and its tokenizer.
+pub struct LocalLm {
+    model: Box<dyn CausalLm>,
+    tok: LmTokenizer,
+    identity: Value,
+    concurrency: usize,
+}
+
+fn msg(m: impl std::fmt::Display) -> LmError {
+    LmError::Model(candle_core::Error::Msg(m.to_string()))
+}
+
+fn sha256(path: &Path) -> Result<String, LmError> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(|e| msg(format!("{}: {e}", path.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| msg(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn is_gguf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map(|_| &magic == b"GGUF")
+        .unwrap_or(false)
+}
+
+impl LocalLm {
+    /// Loads a GGUF file (llama family; matrices dequantized to f32, the fastest for batched
+    /// sampling on CPU) or a Hugging Face GPT-2 folder (safetensors).
+    pub fn load(path: &Path, device: &Device) -> Result<Self, LmError> {
+        Self::load_with(path, device, WeightMode::F32)
+    }
+
+    /// As [`LocalLm::load`], holding GGUF weights as `mode` says.
+    pub fn load_with(path: &Path, device: &Device, mode: WeightMode) -> Result<Self, LmError> {
+        if path.is_dir() {
+            let config = path.join("config.json");
+            let text = std::fs::read_to_string(&config).map_err(|e| {
+                msg(format!(
+                    "{}: {e} (a model folder needs a Hugging Face config.json)",
+                    config.display()
+                ))
+            })?;
+            let c: Value = serde_json::from_str(&text)
+                .map_err(|e| msg(format!("{}: {e}", config.display())))?;
+            let kind = c["model_type"].as_str().unwrap_or("").to_string();
+            if kind != "gpt2" {
+                return Err(LmError::Unsupported(format!(
+                    "{}: model_type `{kind}`: safetensors folders are supported for gpt2; use a GGUF file for llama-family models",
+                    config.display()
+                )));
+            }
+            let model = Gpt2::load(path, device)?;
+            let tok = LmTokenizer::from_folder(path, model.config.bos, model.config.eos)?;
+            let mut files = serde_json::Map::new();
+            let mut names: Vec<_> = std::fs::read_dir(path)
+                .map_err(|e| msg(format!("{}: {e}", path.display())))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.ends_with(".safetensors") || n == "config.json")
+                .collect();
+            names.sort();
+            for n in names {
+                files.insert(n.clone(), Value::String(sha256(&path.join(&n))?));
+            }
+            return Ok(Self {
+                model: Box::new(model),
+                tok,
+                identity: json!({"kind": "gpt2", "path": path.display().to_string(), "sha256": files}),
+                concurrency: 1,
+            });
+        }
+        if !is_gguf(path) {
+            return Err(msg(format!(
+                "{}: not a GGUF file nor a model folder",
+                path.display()
+            )));
+        }
+        let model = Llama::load_with(path, device, mode)?;
+        let tok = LmTokenizer::from_gguf(path)?;
+        Ok(Self {
+            model: Box::new(model),
+            tok,
+            identity: json!({"kind": "gguf", "path": path.display().to_string(), "sha256": sha256(path)?}),
+            concurrency: 1,
+        })
+    }
+
+    /// Lets the evaluation run `n` prompts side by side (one core each: on CPU two
+    /// single-threaded decoders beat one decoder on two threads by about 1.5x).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &LmTokenizer {
+        &self.tok
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn CausalLm {
+        self.model.as_ref()
+    }
+
+    /// The prompt's ids as the model is fed them: BOS first where the tokenizer asks for it,
+    /// BOS alone for an empty prompt, the last tokens kept when it would not leave room for
+    /// `room` new ones.
+    pub fn prompt_ids(&self, prompt: &str, room: usize) -> Result<Vec<u32>, LmError> {
+        let mut ids = self.tok.encode(prompt)?;
+        if self.tok.add_bos || ids.is_empty() {
+            match self.tok.bos {
+                Some(b) => ids.insert(0, b),
+                None if ids.is_empty() => {
+                    return Err(LmError::Unsupported(
+                        "an empty prompt needs a BOS token, and this model has none".into(),
+                    ))
+                }
+                None => {}
+            }
+        }
+        let limit = self.model.context().saturating_sub(room).max(1);
+        if ids.len() > limit {
+            tracing::warn!(
+                "prompt of {} tokens cut to its last {limit} to leave room for {room} new ones",
+                ids.len()
+            );
+            ids.drain(..ids.len() - limit);
+        }
+        Ok(ids)
+    }
+}
+
+impl LanguageModel for LocalLm {
+    fn identity(&self) -> Value {
+        self.identity.clone()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn complete(
+        &self,
+        prompt: &str,
+        prompt_index: u64,
+        req: &GenerationRequest,
+    ) -> Result<Vec<Completion>, LmError> {
+        let ids = self.prompt_ids(prompt, req.max_tokens)?;
+        let samples = generate(
+            self.model.as_ref(),
+            &ids,
+            req.samples,
+            req.max_tokens,
+            self.tok.eos,
+            &req.params,
+            prompt_index,
+        )?;
+        let ppl = if req.perplexity {
+            continuation_perplexity(self.model.as_ref(), &ids, &samples)?
+        } else {
+            vec![None; samples.len()]
+        };
+        samples
+            .iter()
+            .zip(ppl)
+            .map(|(s, p)| {
+                Ok(Completion {
+                    text: self.tok.decode(s)?,
+                    perplexity: p,
+                })
+            })
+            .collect()
+    }
+
+    fn perplexity(
+        &self,
+        prompt: &str,
+        continuations: &[&str],
+    ) -> Result<Vec<Option<f64>>, LmError> {
+        let p = self.prompt_ids(prompt, 0)?;
+        let fulls: Vec<Vec<u32>> = continuations
+            .iter()
+            .map(|c| self.prompt_ids(&format!("{prompt}{c}"), 0))
+            .collect::<Result<_, _>>()?;
+        // Condition on the longest prefix the prompt shares with every full text (BPE may merge
+        // across the boundary); DExperts' difference of losses takes care of the rest.
+        let mut common = p.len();
+        for f in &fulls {
+            common = common.min(p.iter().zip(f).take_while(|(a, b)| a == b).count());
+        }
+        if common == 0 {
+            return Err(LmError::Unsupported(
+                "perplexity needs a BOS token or a non-empty prompt".into(),
+            ));
+        }
+        let mut tails: Vec<Vec<u32>> = vec![p[common..].to_vec()];
+        tails.extend(fulls.iter().map(|f| f[common..].to_vec()));
+        let nll = tail_nll(self.model.as_ref(), &p[..common], &tails)?;
+        Ok(fulls
+            .iter()
+            .zip(&nll[1..])
+            .map(|(f, n)| {
+                let new = f.len() as f64 - p.len() as f64;
+                (new > 0.0).then(|| ((n - nll[0]) / new).exp())
+            })
+            .collect())
+    }
+}

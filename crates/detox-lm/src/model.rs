@@ -1,0 +1,70 @@
+//! The text-level interface the evaluation loop uses: a prompt in, k sampled continuations out.
+
+use crate::sampling::SamplingParams;
+
+/// What to sample for one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    /// Continuations per prompt (k; RealToxicityPrompts: 25).
+    pub samples: usize,
+    /// New tokens per continuation, at most.
+    pub max_tokens: usize,
+    /// Temperature, top-p, top-k and seed.
+    pub params: SamplingParams,
+    /// Also compute each continuation's conditional perplexity under this model, where it can.
+    pub perplexity: bool,
+}
+
+/// One sampled continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Its text (the prompt not included).
+    pub text: String,
+    /// Its conditional perplexity under the model (`None`: empty, or not computed).
+    pub perplexity: Option<f64>,
+}
+
+/// Errors of language models.
+#[derive(Debug, thiserror::Error)]
+pub enum LmError {
+    /// A local model failed (loading or running).
+    #[error("{0}")]
+    Model(#[from] candle_core::Error),
+    /// A server refused or failed, after the retries allowed.
+    #[error("{url}: {message}")]
+    Server {
+        /// The address called.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The model cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A language model as the evaluation loop sees it.
+pub trait LanguageModel: Send + Sync {
+    /// Who it is, for `run.json`: kind, file or address, hashes.
+    fn identity(&self) -> serde_json::Value;
+
+    /// Samples `req.samples` continuations of `prompt` (text). `prompt_index` keys the random
+    /// streams with the seed, so that a prompt's samples do not depend on the batch layout.
+    fn complete(
+        &self,
+        prompt: &str,
+        prompt_index: u64,
+        req: &GenerationRequest,
+    ) -> Result<Vec<Completion>, LmError>;
+
+    /// How many prompts may be in flight at once (servers: the concurrency limit).
+    fn concurrency(&self) -> usize {
+        1
+    }
+
+    /// The conditional perplexity of each continuation after `prompt` under this model, as
+    /// DExperts computes it with its judge (GPT-2 XL): on this model's tokenization of
+    /// `prompt + continuation`, `exp((NLL(full) - NLL(prompt)) / (|full| - |prompt|))`.
+    fn perplexity(&self, prompt: &str, continuations: &[&str])
+        -> Result<Vec<Option<f64>>, LmError>;
+}

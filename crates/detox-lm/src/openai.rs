@@ -1,0 +1,276 @@
+//! Any OpenAI-compatible completions server (vLLM, llama.cpp's server, TGI, Ollama) behind
+//! [`LanguageModel`]: `POST {base}/completions` with `n` samples, a limit on requests in flight,
+//! retries with exponential backoff on 429, 5xx and dropped connections (honouring
+//! `Retry-After`), and a timeout per request.
+//!
+//! A server that returns fewer than `n` choices (some ignore `n`) is asked again for the rest.
+//! Each request carries a seed derived from (seed, prompt, request number): servers that honour
+//! `seed` give the same text for the same prompt on a rerun.
+
+use crate::model::{Completion, GenerationRequest, LanguageModel, LmError};
+use crate::sampling::SampleRng;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// Base address, up to and including `/v1` (e.g. `http://127.0.0.1:8000/v1`).
+    pub base_url: String,
+    /// The `model` field; `None`: the first model the server lists at `GET {base}/models`.
+    pub model: Option<String>,
+    /// Bearer token (`OPENAI_API_KEY`).
+    pub api_key: Option<String>,
+    /// Prompts in flight at once.
+    pub concurrency: usize,
+    /// Retries of a failed request (429, 5xx, connection errors) before giving up.
+    pub retries: u32,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// First backoff; doubled at each retry (with jitter), at most 30 s.
+    pub backoff: Duration,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            model: None,
+            api_key: None,
+            concurrency: 8,
+            retries: 6,
+            timeout: Duration::from_secs(120),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A client of an OpenAI-compatible server.
+pub struct OpenAiLm {
+    config: OpenAiConfig,
+    model: String,
+    agent: ureq::Agent,
+}
+
+/// Whether an address names a server rather than a file.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+enum Failure {
+    /// Worth retrying, after at least this long (from `Retry-After`).
+    Retry(String, Option<Duration>),
+    /// Not worth retrying.
+    Fatal(String),
+}
+
+impl OpenAiLm {
+    /// Connects: checks the server answers `GET {base}/models` and picks the model.
+    pub fn connect(mut config: OpenAiConfig) -> Result<Self, LmError> {
+        config.base_url = config.base_url.trim_end_matches('/').to_string();
+        config.concurrency = config.concurrency.max(1);
+        let agent = ureq::AgentBuilder::new()
+            .timeout(config.timeout)
+            .max_idle_connections_per_host(config.concurrency)
+            .build();
+        let mut me = Self {
+            model: config.model.clone().unwrap_or_default(),
+            config,
+            agent,
+        };
+        let url = format!("{}/models", me.config.base_url);
+        let listed = me.call(|| me.request("GET", &url).call().map_err(Box::new), &url);
+        match (listed, me.config.model.is_some()) {
+            (Ok(v), false) => {
+                me.model = v["data"][0]["id"]
+                    .as_str()
+                    .ok_or_else(|| LmError::Server {
+                        url: url.clone(),
+                        message: "lists no model; name one with --model-name".into(),
+                    })?
+                    .to_string();
+            }
+            (Ok(_), true) => {}
+            // Some servers have no model list; the name given is enough.
+            (Err(_), true) => {}
+            (Err(e), false) => return Err(e),
+        }
+        Ok(me)
+    }
+
+    /// The model name sent with each request.
+    pub fn model_name(&self) -> &str {
+        &self.model
+    }
+
+    fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let r = self.agent.request(method, url);
+        match &self.config.api_key {
+            Some(k) => r.set("Authorization", &format!("Bearer {k}")),
+            None => r,
+        }
+    }
+
+    fn classify(e: ureq::Error) -> Failure {
+        match e {
+            ureq::Error::Status(code, resp) => {
+                let after = resp
+                    .header("Retry-After")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(|s| Duration::from_secs_f64(s.min(300.0)));
+                let body = resp.into_string().unwrap_or_default();
+                let detail: String = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v["error"]["message"]
+                            .as_str()
+                            .or(v["error"].as_str())
+                            .or(v["message"].as_str())
+                            .map(String::from)
+                    })
+                    .unwrap_or_else(|| body.chars().take(300).collect());
+                let m = format!("HTTP {code}: {detail}");
+                if code == 429 || code >= 500 || code == 408 {
+                    Failure::Retry(m, after)
+                } else {
+                    Failure::Fatal(m)
+                }
+            }
+            ureq::Error::Transport(t) => Failure::Retry(t.to_string(), None),
+        }
+    }
+
+    /// Runs a request with the retry policy and parses the JSON answer.
+    fn call(
+        &self,
+        send: impl Fn() -> Result<ureq::Response, Box<ureq::Error>>,
+        url: &str,
+    ) -> Result<Value, LmError> {
+        let mut attempt = 0u32;
+        let mut jitter = SampleRng::new(0x5eed, url.len() as u64, 0);
+        loop {
+            let failure = match send() {
+                Ok(resp) => match resp.into_string() {
+                    Ok(body) => match serde_json::from_str::<Value>(&body) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => Failure::Fatal(format!("answer is not JSON: {e}")),
+                    },
+                    Err(e) => Failure::Retry(format!("reading the answer: {e}"), None),
+                },
+                Err(e) => Self::classify(*e),
+            };
+            match failure {
+                Failure::Fatal(message) => {
+                    return Err(LmError::Server {
+                        url: url.to_string(),
+                        message,
+                    })
+                }
+                Failure::Retry(message, after) => {
+                    if attempt >= self.config.retries {
+                        return Err(LmError::Server {
+                            url: url.to_string(),
+                            message: format!("{message} (gave up after {} retries)", attempt),
+                        });
+                    }
+                    let base = self.config.backoff.as_secs_f64() * 2f64.powi(attempt as i32);
+                    let wait = (base * (0.5 + jitter.unit())).min(30.0);
+                    let wait = after.map(|a| a.as_secs_f64().max(wait)).unwrap_or(wait);
+                    tracing::warn!("{url}: {message}; retrying in {wait:.1} s");
+                    std::thread::sleep(Duration::from_secs_f64(wait));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+impl LanguageModel for OpenAiLm {
+    fn identity(&self) -> Value {
+        json!({"kind": "openai-compatible", "url": self.config.base_url, "model": self.model})
+    }
+
+    fn concurrency(&self) -> usize {
+        self.config.concurrency
+    }
+
+    fn complete(
+        &self,
+        prompt: &str,
+        prompt_index: u64,
+        req: &GenerationRequest,
+    ) -> Result<Vec<Completion>, LmError> {
+        let url = format!("{}/completions", self.config.base_url);
+        let mut out: Vec<Completion> = Vec::with_capacity(req.samples);
+        let mut round = 0u64;
+        while out.len() < req.samples {
+            let want = req.samples - out.len();
+            let seed =
+                SampleRng::new(req.params.seed, prompt_index, 1_000_000 + round).next_u64() >> 33;
+            let mut body = json!({
+                "model": self.model,
+                "prompt": prompt,
+                "n": want,
+                "max_tokens": req.max_tokens,
+                "temperature": req.params.temperature,
+                "top_p": req.params.top_p,
+                "seed": seed,
+            });
+            if req.params.top_k > 0 {
+                body["top_k"] = json!(req.params.top_k);
+            }
+            let text = body.to_string();
+            let v = self.call(
+                || {
+                    self.request("POST", &url)
+                        .set("Content-Type", "application/json")
+                        .send_string(&text)
+                        .map_err(Box::new)
+                },
+                &url,
+            )?;
+            let mut choices: Vec<(u64, String)> = v["choices"]
+                .as_array()
+                .ok_or_else(|| LmError::Server {
+                    url: url.clone(),
+                    message: format!(
+                        "answer has no `choices`: {}",
+                        v.to_string().chars().take(300).collect::<String>()
+                    ),
+                })?
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    (
+                        c["index"].as_u64().unwrap_or(i as u64),
+                        c["text"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            if choices.is_empty() {
+                return Err(LmError::Server {
+                    url,
+                    message: "answer has no choices".into(),
+                });
+            }
+            choices.sort_by_key(|c| c.0);
+            out.extend(choices.into_iter().take(want).map(|(_, t)| Completion {
+                text: t,
+                perplexity: None,
+            }));
+            round += 1;
+        }
+        Ok(out)
+    }
+
+    fn perplexity(
+        &self,
+        _prompt: &str,
+        _continuations: &[&str],
+    ) -> Result<Vec<Option<f64>>, LmError> {
+        Err(LmError::Unsupported(
+            "a completions server does not give perplexities; use --judge-model".into(),
+        ))
+    }
+}
