@@ -6,8 +6,8 @@
 //! transposed once on load. The output layer is the token embedding (tied).
 
 use crate::cache::{causal_mask, KvCache};
-use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::Linear;
+use crate::dense::Dense;
+use candle_core::{DType, Device, Result, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -47,11 +47,11 @@ impl Norm {
 
 struct Block {
     ln_1: Norm,
-    c_attn: Linear,
-    c_proj: Linear,
+    c_attn: Dense,
+    c_proj: Dense,
     ln_2: Norm,
-    c_fc: Linear,
-    mlp_proj: Linear,
+    c_fc: Dense,
+    mlp_proj: Dense,
 }
 
 /// A loaded GPT-2.
@@ -62,6 +62,8 @@ pub struct Gpt2 {
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: Norm,
+    /// The output layer: the token embedding (tied), held for the fast product.
+    lm_head: Dense,
     device: Device,
 }
 
@@ -180,11 +182,11 @@ impl Gpt2 {
         let mut blocks = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
             let mut t = |n: &str| take(&format!("h.{i}.{n}"));
-            // Conv1D: y = x W + b with W [in, out]; Linear wants [out, in].
-            let mut conv = |n: &str| -> Result<Linear> {
-                let weight = t(&format!("{n}.weight"))?.t()?.contiguous()?;
+            // Conv1D: y = x W + b with W [in, out].
+            let mut conv = |n: &str| -> Result<Dense> {
+                let weight = t(&format!("{n}.weight"))?;
                 let bias = t(&format!("{n}.bias"))?;
-                Ok(Linear::new(weight, Some(bias)))
+                Dense::from_in_out(weight, Some(bias))
             };
             let c_attn = conv("attn.c_attn")?;
             let c_proj = conv("attn.c_proj")?;
@@ -211,8 +213,10 @@ impl Gpt2 {
             weight: take("ln_f.weight")?,
             bias: take("ln_f.bias")?,
         };
+        let lm_head = Dense::from_out_in(&wte, None)?;
         Ok(Self {
             config,
+            lm_head,
             wte,
             wpe,
             blocks,
@@ -287,11 +291,6 @@ impl Gpt2 {
             x.narrow(1, l - 1, 1)?.squeeze(1)?
         };
         let x = self.ln_f.forward(&x, self.config.eps)?;
-        let rank = x.rank();
-        if rank == 3 {
-            x.broadcast_matmul(&self.wte.t()?)
-        } else {
-            x.matmul(&self.wte.t()?)
-        }
+        self.lm_head.forward(&x)
     }
 }

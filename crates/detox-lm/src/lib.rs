@@ -12,6 +12,7 @@
 //!   OpenAI-compatible completions server).
 
 pub mod cache;
+pub mod dense;
 pub mod gpt2;
 pub mod llama;
 pub mod local;

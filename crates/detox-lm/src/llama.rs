@@ -6,6 +6,7 @@
 //! dequantized once. Rotary embeddings are the interleaved kind GGUF's permuted Q/K rows need.
 
 use crate::cache::{causal_mask, KvCache};
+use crate::dense::Dense;
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::path::Path;
@@ -44,16 +45,31 @@ pub struct LlamaConfig {
     pub vocab: usize,
 }
 
+/// A projection: quantized as stored, or f32 (see [`Dense`]).
+enum Proj {
+    Quantized(QMatMul),
+    Dense(Dense),
+}
+
+impl Proj {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Quantized(q) => q.forward(x),
+            Self::Dense(d) => d.forward(x),
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Tensor,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
-    o: QMatMul,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 /// A loaded model.
@@ -63,7 +79,7 @@ pub struct Llama {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    output: QMatMul,
+    output: Proj,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -89,10 +105,13 @@ impl Llama {
 
     /// Loads a llama-architecture GGUF file, holding weights as `mode` says.
     pub fn load_with(path: &Path, device: &Device, mode: WeightMode) -> Result<Self> {
-        let qm = |t: candle_core::quantized::QTensor| -> Result<QMatMul> {
+        let qm = |t: candle_core::quantized::QTensor| -> Result<Proj> {
             match mode {
-                WeightMode::AsStored => QMatMul::from_qtensor(t),
-                WeightMode::F32 => Ok(QMatMul::Tensor(t.dequantize(device)?)),
+                WeightMode::AsStored => Ok(Proj::Quantized(QMatMul::from_qtensor(t)?)),
+                WeightMode::F32 => Ok(Proj::Dense(Dense::from_out_in(
+                    &t.dequantize(device)?,
+                    None,
+                )?)),
             }
         };
         let mut f = std::fs::File::open(path)

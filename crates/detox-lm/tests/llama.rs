@@ -2,7 +2,7 @@
 //! (fixtures made by `scripts/make_lm_fixtures.py`).
 
 use candle_core::{Device, Tensor};
-use detox_lm::llama::Llama;
+use detox_lm::llama::{Llama, WeightMode};
 use detox_lm::sampling::SamplingParams;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,40 @@ fn logits_at_every_position_match_transformers() {
             }
         }
         assert!(worst < 1e-4, "max |logit diff| {worst} on {s:?}");
+    }
+}
+
+#[test]
+fn f32_weight_mode_gives_the_same_logits() {
+    // WeightMode::F32 runs the dense (W x^T)^T product instead of candle's QMatMul.
+    let dense =
+        Llama::load_with(&fixture("tiny-llama.gguf"), &Device::Cpu, WeightMode::F32).unwrap();
+    let e = expected();
+    for (seq, want) in e["sequences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(e["logits"].as_array().unwrap())
+    {
+        let s = ids(seq);
+        let x = Tensor::new(s.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap()
+            .repeat((3, 1))
+            .unwrap();
+        let got = dense
+            .forward(&x, &mut dense.new_cache(), true)
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
+        for row in &got {
+            for (g, w) in row.iter().zip(want.as_array().unwrap()) {
+                for (a, b) in g.iter().zip(w.as_array().unwrap()) {
+                    assert!((a - b.as_f64().unwrap() as f32).abs() < 1e-4);
+                }
+            }
+        }
     }
 }
 
