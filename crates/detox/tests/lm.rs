@@ -326,3 +326,74 @@ fn judge_model_perplexity_and_subsets_by_the_scorer_when_the_file_has_no_scores(
     assert_eq!(metrics["prompt_toxicity"], "scorer");
     assert_eq!(metrics["subsets"]["toxic"]["prompts"], 2);
 }
+
+#[test]
+fn sigkill_mid_run_then_rerun_gives_the_uninterrupted_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gpt2();
+    let args = |dir: &Path| -> Vec<String> {
+        [
+            "--offline",
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--unprompted",
+            "4000",
+            "--samples",
+            "5",
+            "--max-tokens",
+            "8",
+            "--scorer",
+            "fast",
+            "--seed",
+            "4",
+            "--out",
+            dir.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let bin = env!("CARGO_BIN_EXE_detox");
+    let a = tmp.path().join("a");
+    let mut child = Command::new(bin)
+        .args(args(&a))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let gens = a.join("generations.jsonl");
+    let t = std::time::Instant::now();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let n = std::fs::read_to_string(&gens)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if n >= 20 || t.elapsed().as_secs() > 120 {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = std::fs::read_to_string(&gens).unwrap().lines().count();
+    assert!(
+        at_kill < 800,
+        "killed mid-run ({at_kill} of 800 groups written)"
+    );
+    let out = Command::new(bin).args(args(&a)).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = tmp.path().join("b");
+    let out = Command::new(bin).args(args(&b)).output().unwrap();
+    assert!(out.status.success());
+    for f in ["generations.jsonl", "metrics.json"] {
+        assert_eq!(
+            std::fs::read_to_string(a.join(f)).unwrap(),
+            std::fs::read_to_string(b.join(f)).unwrap(),
+            "{f} after SIGKILL and resume"
+        );
+    }
+}
