@@ -11,6 +11,8 @@ token ids and a DExperts-style continuation perplexity.
 Usage (from the repository root, in the environment of scripts/make_fixtures.py plus `gguf`):
     .venv-ref/bin/pip install gguf
     .venv-ref/bin/python scripts/make_lm_fixtures.py
+the tiny Qwen2 and Qwen3 GGUF files with their expected logits and llama.cpp's token ids:
+    .venv-ref/bin/python scripts/make_lm_fixtures.py --qwen
 and, for the SmolLM2 tokenizer's expected ids (needs `llama-cpp-python`, which compiles llama.cpp):
     .venv-ref/bin/pip install llama-cpp-python
     .venv-ref/bin/python scripts/make_lm_fixtures.py --tokenizer "$(detox models path smollm2)"
@@ -190,3 +192,132 @@ def tokenizer_fixture(gguf_path):
 
 if __name__ == "__main__" and len(os.sys.argv) == 3 and os.sys.argv[1] == "--tokenizer":
     tokenizer_fixture(os.sys.argv[2])
+
+
+QWEN_TEXTS = [
+    "Hello world",
+    "Numbers: 12345 and 3.14159, 2024-11-28",
+    "don't WON'T it's THEY'RE we'll I'd",
+    "two  spaces and\ttabs\nnew lines\n\n\nthree",
+    "emoji 😀🔥 and accents: café, naïve",
+    "中文 текст العربية",
+    "   leading spaces and trailing   ",
+    "<|endoftext|> special",
+]
+
+
+def qwen(kind):
+    """A tiny random Qwen2 (q/k/v biases) or Qwen3 (per-head q/k RMS norms, explicit head_dim)
+    written as GGUF as llama.cpp's converter writes it (no Q/K permutation: these use NEOX
+    rotary embeddings), with a tiny byte-level BPE vocabulary and the `qwen2` pre-tokenizer, plus
+    the logits transformers computes and, when llama-cpp-python is installed, the token ids
+    llama.cpp gives for varied texts."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    corpus = [t * 3 for t in QWEN_TEXTS + GPT2_TEXTS] + ["the the model models prompt prompts 123 456"] * 5
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=340, min_frequency=2, special_tokens=["<|endoftext|>"])
+    vocab = bpe.get_vocab()
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    merges = []
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)
+        for line in open(os.path.join(tmp, "merges.txt"), encoding="utf-8"):
+            if line.startswith("#version") or not line.strip():
+                continue
+            merges.append(line.rstrip("\n"))
+    eot = vocab["<|endoftext|>"]
+    torch.manual_seed(13 if kind == "qwen2" else 17)
+    common = dict(vocab_size=len(tokens), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                  rms_norm_eps=1e-6, tie_word_embeddings=(kind == "qwen2"), bos_token_id=eot, eos_token_id=eot)
+    if kind == "qwen2":
+        cfg = Qwen2Config(**common)
+        cfg.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+        model = Qwen2ForCausalLM(cfg).eval()
+        head_dim = 8
+    else:
+        cfg = Qwen3Config(head_dim=12, **common)
+        cfg.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+        model = Qwen3ForCausalLM(cfg).eval()
+        head_dim = 12
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.2 * torch.randn(p.shape))
+            else:
+                p.copy_(torch.randn(p.shape) * (0.5 if "embed" in name or "lm_head" in name else 1.0 / (p.shape[-1] ** 0.5)))
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    path = os.path.join(OUT, f"tiny-{kind}.gguf")
+    w = gguf.GGUFWriter(path, kind)
+    w.add_name(f"detox tiny {kind}")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(10000.0)
+    if kind == "qwen3":
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t == "<|endoftext|>" else 1 for t in tokens])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(eot)
+    w.add_eos_token_id(eot)
+    w.add_add_bos_token(False)
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        w.add_tensor(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
+        for a, b in [("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj")]:
+            w.add_tensor(f"blk.{i}.attn_{a}.weight", sd[p + f"self_attn.{b}.weight"])
+            if p + f"self_attn.{b}.bias" in sd:
+                w.add_tensor(f"blk.{i}.attn_{a}.bias", sd[p + f"self_attn.{b}.bias"])
+        if kind == "qwen3":
+            w.add_tensor(f"blk.{i}.attn_q_norm.weight", sd[p + "self_attn.q_norm.weight"])
+            w.add_tensor(f"blk.{i}.attn_k_norm.weight", sd[p + "self_attn.k_norm.weight"])
+        w.add_tensor(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    if not cfg.tie_word_embeddings:
+        w.add_tensor("output.weight", sd["lm_head.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    seqs = [[eot, 5, 9, 14, 3, 200], [40, 41], [7, 7, 7, 7, 7, 7, 7, 60, 61, 62, 95, 300]]
+    with torch.no_grad():
+        logits = [model(torch.tensor([s])).logits[0].tolist() for s in seqs]
+    expected = {"sequences": seqs, "logits": logits, "transformers_version": transformers.__version__}
+    try:
+        import llama_cpp
+        from llama_cpp import Llama
+
+        llm = Llama(model_path=path, vocab_only=True, verbose=False)
+        expected["texts"] = QWEN_TEXTS
+        expected["ids"] = [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in QWEN_TEXTS]
+        expected["llama_cpp_python"] = llama_cpp.__version__
+    except ImportError:
+        print("llama-cpp-python missing: no tokenizer ids")
+    with open(os.path.join(OUT, f"tiny-{kind}-expected.json"), "w", encoding="utf-8") as f:
+        json.dump(expected, f, ensure_ascii=False)
+    print("wrote", path)
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--qwen":
+    qwen("qwen2")
+    qwen("qwen3")

@@ -1,9 +1,11 @@
-//! Llama-family models from GGUF files (SmolLM2, Llama, Mistral layouts), with a KV cache the
+//! Llama-family models from GGUF files (architectures `llama`: SmolLM2, Llama, Mistral layouts;
+//! `qwen2`: biases on Q/K/V; `qwen3`: per-head RMS norms on Q and K), with a KV cache the
 //! caller owns: a prompt is prefilled once, its cache repeated for the k samples, and the
 //! samples decoded in lockstep as one batch (RealToxicityPrompts draws 25 per prompt).
 //!
-//! Weights keep their GGUF quantization (candle's `QMatMul`); the token embedding is
-//! dequantized once. Rotary embeddings are the interleaved kind GGUF's permuted Q/K rows need.
+//! Weights keep their GGUF quantization (candle's `QMatMul`) or are dequantized to f32; the
+//! token embedding is dequantized once. Rotary embeddings: the interleaved kind for `llama`
+//! (llama.cpp's converter permutes its Q/K rows), the rotate-half (NEOX) kind for Qwen.
 
 use crate::cache::{causal_mask, KvCache};
 use crate::dense::Dense;
@@ -65,6 +67,10 @@ struct Layer {
     q: Proj,
     k: Proj,
     v: Proj,
+    /// Qwen2's Q/K/V biases.
+    qkv_bias: Option<(Tensor, Tensor, Tensor)>,
+    /// Qwen3's per-head RMS norms of Q and K.
+    qk_norm: Option<(Tensor, Tensor)>,
     o: Proj,
     ffn_norm: Tensor,
     gate: Proj,
@@ -82,6 +88,8 @@ pub struct Llama {
     output: Proj,
     cos: Tensor,
     sin: Tensor,
+    /// Rotate-half (NEOX) rotary embeddings rather than interleaved pairs.
+    neox: bool,
     device: Device,
 }
 
@@ -98,12 +106,12 @@ fn meta_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
 }
 
 impl Llama {
-    /// Loads a llama-architecture GGUF file.
+    /// Loads a llama-family GGUF file (`llama`, `qwen2`, `qwen3`).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         Self::load_with(path, device, WeightMode::AsStored)
     }
 
-    /// Loads a llama-architecture GGUF file, holding weights as `mode` says.
+    /// Loads a llama-family GGUF file, holding weights as `mode` says.
     pub fn load_with(path: &Path, device: &Device, mode: WeightMode) -> Result<Self> {
         let qm = |t: candle_core::quantized::QTensor| -> Result<Proj> {
             match mode {
@@ -125,13 +133,13 @@ impl Llama {
             .and_then(|v| v.to_string().ok())
             .cloned()
             .unwrap_or_default();
-        if arch != "llama" {
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
             candle_core::bail!(
-                "{}: architecture `{arch}` is not supported (llama only)",
+                "{}: architecture `{arch}` is not supported (llama, qwen2, qwen3)",
                 path.display()
             );
         }
-        let p = |k: &str| format!("llama.{k}");
+        let p = |k: &str| format!("{arch}.{k}");
         let heads = meta_u32(&c, &p("attention.head_count"))?;
         let hidden = meta_u32(&c, &p("embedding_length"))?;
         let config = LlamaConfig {
@@ -139,7 +147,7 @@ impl Llama {
             heads,
             kv_heads: meta_u32(&c, &p("attention.head_count_kv")).unwrap_or(heads),
             hidden,
-            head_dim: hidden / heads,
+            head_dim: meta_u32(&c, &p("attention.key_length")).unwrap_or(hidden / heads),
             eps: meta_f32(&c, &p("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f64,
             rope_theta: meta_f32(&c, &p("rope.freq_base")).unwrap_or(10_000.0),
             context: meta_u32(&c, &p("context_length")).unwrap_or(2048),
@@ -152,12 +160,34 @@ impl Llama {
         config.vocab = embed.dim(0)?;
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
+            let has = |n: &str| c.tensor_infos.contains_key(&format!("blk.{i}.{n}"));
+            let (with_bias, with_norm) = (has("attn_q.bias"), has("attn_q_norm.weight"));
+            let mut t = |n: &str| tensor(&format!("blk.{i}.{n}"));
+            let qkv_bias = if with_bias {
+                Some((
+                    t("attn_q.bias")?.dequantize(device)?,
+                    t("attn_k.bias")?.dequantize(device)?,
+                    t("attn_v.bias")?.dequantize(device)?,
+                ))
+            } else {
+                None
+            };
+            let qk_norm = if with_norm {
+                Some((
+                    t("attn_q_norm.weight")?.dequantize(device)?,
+                    t("attn_k_norm.weight")?.dequantize(device)?,
+                ))
+            } else {
+                None
+            };
             let mut t = |n: &str| tensor(&format!("blk.{i}.{n}.weight"));
             layers.push(Layer {
                 attn_norm: t("attn_norm")?.dequantize(device)?,
                 q: qm(t("attn_q")?)?,
                 k: qm(t("attn_k")?)?,
                 v: qm(t("attn_v")?)?,
+                qkv_bias,
+                qk_norm,
                 o: qm(t("attn_output")?)?,
                 ffn_norm: t("ffn_norm")?.dequantize(device)?,
                 gate: qm(t("ffn_gate")?)?,
@@ -191,6 +221,7 @@ impl Llama {
             layers,
             norm,
             output,
+            neox: arch != "llama",
             device: device.clone(),
         })
     }
@@ -231,26 +262,37 @@ impl Llama {
         let mask = causal_mask(pos, l, &self.device)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let y = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.config.eps as f32)?;
-            let q = layer
-                .q
-                .forward(&y)?
-                .reshape((b, l, h, d))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let k = layer
-                .k
-                .forward(&y)?
-                .reshape((b, l, kvh, d))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let v = layer
-                .v
-                .forward(&y)?
-                .reshape((b, l, kvh, d))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+            let (mut q, mut k, mut v) = (
+                layer.q.forward(&y)?,
+                layer.k.forward(&y)?,
+                layer.v.forward(&y)?,
+            );
+            if let Some((bq, bk, bv)) = &layer.qkv_bias {
+                q = q.broadcast_add(bq)?;
+                k = k.broadcast_add(bk)?;
+                v = v.broadcast_add(bv)?;
+            }
+            let mut q = q.reshape((b, l, h, d))?;
+            let mut k = k.reshape((b, l, kvh, d))?;
+            if let Some((nq, nk)) = &layer.qk_norm {
+                let eps = self.config.eps as f32;
+                q = candle_nn::ops::rms_norm(&q.contiguous()?, nq, eps)?;
+                k = candle_nn::ops::rms_norm(&k.contiguous()?, nk, eps)?;
+            }
+            let q = q.transpose(1, 2)?.contiguous()?;
+            let k = k.transpose(1, 2)?.contiguous()?;
+            let v = v.reshape((b, l, kvh, d))?.transpose(1, 2)?.contiguous()?;
+            let (q, k) = if self.neox {
+                (
+                    candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
+                    candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
+                )
+            } else {
+                (
+                    candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
+                    candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
+                )
+            };
             let (k, v) = cache.append(i, k, v)?;
             let t = k.dim(2)?;
             let rep = h / kvh;

@@ -13,7 +13,12 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
+
+/// The split pattern of llama.cpp's `qwen2` pre-tokenizer.
+const QWEN2_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// A tokenizer with its special ids.
 pub struct LmTokenizer {
@@ -86,7 +91,28 @@ impl LmTokenizer {
         let byte_level = ByteLevel::new(false, true, true);
         let pre_tok: PreTokenizerWrapper = match pre.as_str() {
             "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
-            _ => byte_level.into(),
+            "qwen2" => {
+                // llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2 (Qwen2/2.5/3): one digit at a time.
+                let split = Split::new(
+                    SplitPattern::Regex(QWEN2_PATTERN.into()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(err)?;
+                Sequence::new(vec![
+                    split.into(),
+                    ByteLevel::new(false, true, false).into(),
+                ])
+                .into()
+            }
+            "gpt2" | "default" | "" => byte_level.into(),
+            other => {
+                tracing::warn!(
+                    "{}: pre-tokenizer `{other}` is not known to detox; splitting as GPT-2 does (ids may differ from llama.cpp's)",
+                    path.display()
+                );
+                byte_level.into()
+            }
         };
         tok.with_pre_tokenizer(Some(pre_tok));
         tok.with_decoder(Some(ByteLevel::default()));

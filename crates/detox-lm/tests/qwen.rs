@@ -1,0 +1,131 @@
+//! Qwen2 (Q/K/V biases, rotate-half rotary embeddings) and Qwen3 (per-head Q/K RMS norms,
+//! explicit head size) GGUF files against PyTorch `transformers`, and the `qwen2`
+//! pre-tokenizer against llama.cpp (`llama-cpp-python`), on tiny random models written by
+//! `scripts/make_lm_fixtures.py --qwen`.
+
+use candle_core::{Device, Tensor};
+use detox_lm::llama::{Llama, WeightMode};
+use detox_lm::tokenizer::LmTokenizer;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn expected(kind: &str) -> Value {
+    let p = fixture(&format!("tiny-{kind}-expected.json"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn check_logits(kind: &str) {
+    let e = expected(kind);
+    for mode in [WeightMode::AsStored, WeightMode::F32] {
+        let m =
+            Llama::load_with(&fixture(&format!("tiny-{kind}.gguf")), &Device::Cpu, mode).unwrap();
+        for (seq, want) in e["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(e["logits"].as_array().unwrap())
+        {
+            let s = ids(seq);
+            // Prefill all but the last two tokens, then one at a time: every position checked.
+            let mut cache = m.new_cache();
+            let split = s.len().saturating_sub(2).max(1);
+            let head = Tensor::new(&s[..split], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let mut got = m
+                .forward(&head, &mut cache, true)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            for &t in &s[split..] {
+                let x = Tensor::new(&[t], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                got.push(
+                    m.forward(&x, &mut cache, false)
+                        .unwrap()
+                        .squeeze(0)
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                );
+            }
+            let mut worst = 0f32;
+            for (g, w) in got.iter().zip(want.as_array().unwrap()) {
+                for (a, b) in g.iter().zip(w.as_array().unwrap()) {
+                    worst = worst.max((a - b.as_f64().unwrap() as f32).abs());
+                }
+            }
+            assert_eq!(got.len(), s.len());
+            assert!(
+                worst < 1e-4,
+                "{kind} {mode:?}: max |logit diff| {worst} on {s:?}"
+            );
+        }
+    }
+}
+
+fn check_tokens(kind: &str) {
+    let e = expected(kind);
+    let Some(texts) = e["texts"].as_array() else {
+        panic!("the fixture lacks llama.cpp's ids: rerun the script with llama-cpp-python");
+    };
+    let tok = LmTokenizer::from_gguf(&fixture(&format!("tiny-{kind}.gguf"))).unwrap();
+    for (t, want) in texts.iter().zip(e["ids"].as_array().unwrap()) {
+        let t = t.as_str().unwrap();
+        assert_eq!(tok.encode(t).unwrap(), ids(want), "{kind}: ids of {t:?}");
+    }
+}
+
+#[test]
+fn qwen2_logits_match_transformers() {
+    check_logits("qwen2");
+}
+
+#[test]
+fn qwen3_logits_match_transformers() {
+    check_logits("qwen3");
+}
+
+#[test]
+fn qwen2_pre_tokenizer_matches_llama_cpp() {
+    check_tokens("qwen2");
+    check_tokens("qwen3");
+}
+
+#[test]
+fn qwen_gguf_files_sample_through_the_language_model_interface() {
+    use detox_lm::local::LocalLm;
+    use detox_lm::{GenerationRequest, LanguageModel};
+    for kind in ["qwen2", "qwen3"] {
+        let lm = LocalLm::load(&fixture(&format!("tiny-{kind}.gguf")), &Device::Cpu).unwrap();
+        let req = GenerationRequest {
+            samples: 3,
+            max_tokens: 5,
+            params: Default::default(),
+            perplexity: true,
+        };
+        let out = lm.complete("Hello world", 1, &req).unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out, lm.complete("Hello world", 1, &req).unwrap());
+        assert_eq!(lm.identity()["kind"], "gguf");
+    }
+}
