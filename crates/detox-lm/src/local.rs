@@ -117,6 +117,22 @@ impl LocalLm {
         self
     }
 
+    /// Replaces the tokenizer with a Hugging Face `tokenizer.json` (special ids kept from the
+    /// model's own metadata); the identity records the file's sha256.
+    pub fn with_tokenizer_json(mut self, path: &Path) -> Result<Self, LmError> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| msg(format!("{}: {e}", path.display())))?;
+        self.tok = LmTokenizer {
+            inner,
+            bos: self.tok.bos,
+            eos: self.tok.eos,
+            add_bos: self.tok.add_bos,
+        };
+        self.identity["tokenizer"] =
+            json!({"path": path.display().to_string(), "sha256": sha256(path)?});
+        Ok(self)
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &LmTokenizer {
         &self.tok

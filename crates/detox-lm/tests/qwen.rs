@@ -129,3 +129,38 @@ fn qwen_gguf_files_sample_through_the_language_model_interface() {
         assert_eq!(lm.identity()["kind"], "gguf");
     }
 }
+
+#[test]
+fn a_tokenizer_json_can_replace_the_gguf_tokenizer() {
+    use detox_lm::local::LocalLm;
+    use detox_lm::LanguageModel;
+    let gguf = fixture("tiny-qwen2.gguf");
+    let own = LmTokenizer::from_gguf(&gguf).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("tokenizer.json");
+    own.inner.save(&json, false).unwrap();
+    let lm = LocalLm::load(&gguf, &Device::Cpu)
+        .unwrap()
+        .with_tokenizer_json(&json)
+        .unwrap();
+    let e = expected("qwen2");
+    for (t, want) in e["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(e["ids"].as_array().unwrap())
+    {
+        assert_eq!(
+            lm.tokenizer().encode(t.as_str().unwrap()).unwrap(),
+            ids(want)
+        );
+    }
+    assert_eq!(
+        lm.identity()["tokenizer"]["sha256"].as_str().unwrap().len(),
+        64
+    );
+    assert!(LocalLm::load(&gguf, &Device::Cpu)
+        .unwrap()
+        .with_tokenizer_json(&tmp.path().join("missing.json"))
+        .is_err());
+}

@@ -45,6 +45,11 @@ pub struct EvalArgs {
     #[arg(long, default_value = "smollm2")]
     pub model: String,
 
+    /// Local models: a Hugging Face `tokenizer.json` to use instead of the one in the GGUF
+    /// metadata or model folder.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+
     /// Server models: the `model` field to send (default: the first one the server lists).
     #[arg(long)]
     pub model_name: Option<String>,
@@ -161,6 +166,7 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
 /// Loads a language model: a server address, or a local file or folder (registry names pulled).
 fn load_lm(
     spec_text: &str,
+    tokenizer: Option<&Path>,
     args: &EvalArgs,
     threads: usize,
     offline: bool,
@@ -179,9 +185,14 @@ fn load_lm(
         return Ok(Box::new(lm));
     }
     let path = spec::resolve_path(spec_text, offline)?;
-    let lm = LocalLm::load(&path, &candle_core::Device::Cpu)
+    let mut lm = LocalLm::load(&path, &candle_core::Device::Cpu)
         .with_context(|| format!("cannot load the language model {}", path.display()))?
         .with_concurrency(threads);
+    if let Some(t) = tokenizer {
+        lm = lm
+            .with_tokenizer_json(t)
+            .with_context(|| format!("--tokenizer {}", t.display()))?;
+    }
     Ok(Box::new(lm))
 }
 
@@ -316,12 +327,18 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         tox_source = s;
     }
 
-    let lm = load_lm(&args.model, &args, threads, offline)?;
+    let lm = load_lm(
+        &args.model,
+        args.tokenizer.as_deref(),
+        &args,
+        threads,
+        offline,
+    )?;
     let judge: Option<Box<dyn LanguageModel>> = match &args.judge_model {
         Some(j) if is_url(j) => {
             anyhow::bail!("--judge-model must be a local model (a server gives no perplexities)")
         }
-        Some(j) if !args.no_perplexity => Some(load_lm(j, &args, threads, offline)?),
+        Some(j) if !args.no_perplexity => Some(load_lm(j, None, &args, threads, offline)?),
         _ => None,
     };
     let own_perplexity = !args.no_perplexity && judge.is_none() && !is_url(&args.model);
