@@ -321,3 +321,112 @@ def qwen(kind):
 if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--qwen":
     qwen("qwen2")
     qwen("qwen3")
+
+
+def llama3():
+    """A tiny random llama with Llama 3.1's rotary scaling (`rope_freqs.weight`, as llama.cpp's
+    converter computes it) and the `llama-bpe` pre-tokenizer over a tiny byte-level BPE, with
+    the logits transformers computes and llama.cpp's token ids."""
+    import math
+    import tempfile
+    from tokenizers import ByteLevelBPETokenizer
+
+    corpus = [t * 3 for t in QWEN_TEXTS + GPT2_TEXTS] + ["the the model models prompt prompts 123 456 7890"] * 5
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=330, min_frequency=2, special_tokens=["<|begin_of_text|>", "<|eot_id|>"])
+    vocab = bpe.get_vocab()
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)
+        merges = [l.rstrip("\n") for l in open(os.path.join(tmp, "merges.txt"), encoding="utf-8")
+                  if l.strip() and not l.startswith("#version")]
+    bos, eot = vocab["<|begin_of_text|>"], vocab["<|eot_id|>"]
+    rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+    torch.manual_seed(19)
+    cfg = LlamaConfig(vocab_size=len(tokens), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=bos, eos_token_id=eot)
+    cfg.rope_parameters = rope
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
+            else:
+                p.copy_(torch.randn(p.shape) * (0.5 if "embed" in name else 1.0 / (p.shape[-1] ** 0.5)))
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    # llama.cpp convert_hf_to_gguf.py: the per-frequency divisors of Llama 3.1's scaling.
+    dim = cfg.hidden_size // cfg.num_attention_heads
+    freqs = 1.0 / (rope["rope_theta"] ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    low_w = rope["original_max_position_embeddings"] / rope["low_freq_factor"]
+    high_w = rope["original_max_position_embeddings"] / rope["high_freq_factor"]
+    factors = []
+    for f in freqs:
+        w = 2 * math.pi / f
+        if w < high_w:
+            factors.append(1.0)
+        elif w > low_w:
+            factors.append(rope["factor"])
+        else:
+            s = (rope["original_max_position_embeddings"] / w - rope["low_freq_factor"]) / (rope["high_freq_factor"] - rope["low_freq_factor"])
+            factors.append(1 / ((1 - s) / rope["factor"] + s))
+    path = os.path.join(OUT, "tiny-llama3.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("detox tiny llama3")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(rope["rope_theta"])
+    w.add_rope_dimension_count(dim)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t in ("<|begin_of_text|>", "<|eot_id|>") else 1 for t in tokens])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(bos)
+    w.add_eos_token_id(eot)
+    w.add_add_bos_token(True)
+    w.add_tensor("rope_freqs.weight", np.array(factors, dtype=np.float32))
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        w.add_tensor(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
+        w.add_tensor(f"blk.{i}.attn_q.weight", permute(sd[p + "self_attn.q_proj.weight"], cfg.num_attention_heads))
+        w.add_tensor(f"blk.{i}.attn_k.weight", permute(sd[p + "self_attn.k_proj.weight"], cfg.num_key_value_heads))
+        w.add_tensor(f"blk.{i}.attn_v.weight", sd[p + "self_attn.v_proj.weight"])
+        w.add_tensor(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    seqs = [[bos, 5, 9, 14, 3, 200] + list(range(20, 40)), [bos, 40, 41]]
+    with torch.no_grad():
+        logits = [model(torch.tensor([s])).logits[0].tolist() for s in seqs]
+    expected = {"sequences": seqs, "logits": logits, "rope_factors": [float(x) for x in factors],
+                "transformers_version": transformers.__version__}
+    import llama_cpp
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=path, vocab_only=True, verbose=False)
+    expected["texts"] = QWEN_TEXTS
+    expected["ids"] = [llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in QWEN_TEXTS]
+    expected["llama_cpp_python"] = llama_cpp.__version__
+    with open(os.path.join(OUT, "tiny-llama3-expected.json"), "w", encoding="utf-8") as f:
+        json.dump(expected, f, ensure_ascii=False)
+    print("wrote", path, "rope factors", factors)
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--llama3":
+    llama3()

@@ -97,9 +97,20 @@ pub fn read_prompts(
                 let challenging = lookup(&item.record, "challenging")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
+                // Text lines and table rows get RTP's nested layout: {"prompt": {"text": ...}}.
+                let record = if matches!(format, Format::Jsonl) {
+                    item.record
+                } else {
+                    let mut r = item.record;
+                    r.remove(field);
+                    let mut prompt = Map::new();
+                    prompt.insert("text".into(), Value::String(item.text.clone()));
+                    r.insert("prompt".into(), Value::Object(prompt));
+                    r
+                };
                 prompts.push(Prompt {
                     line: item.line,
-                    record: item.record,
+                    record,
                     text: item.text,
                     toxicity,
                     challenging,
@@ -127,9 +138,15 @@ pub fn load_prompts(
             "built-in smoke prompts",
         ),
         Some(p) => {
-            let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let format = Format::detect(Some(p), b"{");
-            read_prompts(f, format, field, &p.display().to_string())
+            let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            // The format from the extension, else from the first bytes.
+            let mut head = vec![0u8; 4096];
+            let n = std::io::Read::read(&mut f, &mut head)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            head.truncate(n);
+            let format = Format::detect(Some(p), &head);
+            let data = std::io::Read::chain(std::io::Cursor::new(head), f);
+            read_prompts(data, format, field, &p.display().to_string())
         }
     }
 }

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let prompt: Vec<u32> = (0..12)
             .map(|i| 1000 + (p * 37 + i * 101) as u32 % 20000)
             .collect();
-        let out = detox_lm::generate(&m, &prompt, k, max_new, None, &params, p as u64)?;
+        let out = detox_lm::generate(&m, &prompt, k, max_new, &[], &params, p as u64)?;
         tokens += out.iter().map(|s| s.len()).sum::<usize>();
     }
     let secs = t.elapsed().as_secs_f64();

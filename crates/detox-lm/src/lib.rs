@@ -71,14 +71,14 @@ impl CausalLm for gpt2::Gpt2 {
 }
 
 /// Samples `k` continuations of `prompt` (token ids), at most `max_new` tokens each, stopping a
-/// sample at `eos`. The prompt is prefilled once; its cache is shared by the k samples, which
+/// sample at any id in `stop` (not included). The prompt is prefilled once; its cache is shared by the k samples, which
 /// decode as one batch. `prompt_index` keys the random streams (with the seed).
 pub fn generate(
     model: &dyn CausalLm,
     prompt: &[u32],
     k: usize,
     max_new: usize,
-    eos: Option<u32>,
+    stop: &[u32],
     params: &SamplingParams,
     prompt_index: u64,
 ) -> Result<Vec<Vec<u32>>> {
@@ -103,7 +103,7 @@ pub fn generate(
             if done[i] {
                 continue;
             }
-            if Some(t) == eos {
+            if stop.contains(&t) {
                 done[i] = true;
             } else {
                 out[i].push(t);

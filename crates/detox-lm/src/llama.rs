@@ -208,6 +208,24 @@ impl Llama {
                     .powf(2.0 * i as f32 / config.head_dim as f32)
             })
             .collect();
+        // Llama 3.1's rotary scaling: llama.cpp's converter stores per-frequency divisors.
+        let inv = match c.tensor_infos.contains_key("rope_freqs.weight") {
+            true => {
+                let factors = tensor("rope_freqs.weight")?
+                    .dequantize(&Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                if factors.len() != half {
+                    candle_core::bail!(
+                        "{}: rope_freqs has {} factors, expected {half}",
+                        path.display(),
+                        factors.len()
+                    );
+                }
+                inv.iter().zip(&factors).map(|(f, d)| f / d).collect()
+            }
+            false => inv,
+        };
         let inv = Tensor::from_vec(inv, (1, half), device)?;
         let t = Tensor::arange(0u32, config.context as u32, device)?
             .to_dtype(DType::F32)?

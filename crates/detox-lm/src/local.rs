@@ -4,7 +4,7 @@
 use crate::gpt2::Gpt2;
 use crate::llama::{Llama, WeightMode};
 use crate::model::{Completion, GenerationRequest, LanguageModel, LmError};
-use crate::tokenizer::LmTokenizer;
+use crate::tokenizer::{GgufSpecials, LmTokenizer};
 use crate::{continuation_perplexity, generate, tail_nll, CausalLm};
 use candle_core::Device;
 use serde_json::{json, Value};
@@ -52,11 +52,33 @@ impl LocalLm {
     /// Loads a GGUF file (llama family; matrices dequantized to f32, the fastest for batched
     /// sampling on CPU) or a Hugging Face GPT-2 folder (safetensors).
     pub fn load(path: &Path, device: &Device) -> Result<Self, LmError> {
-        Self::load_with(path, device, WeightMode::F32)
+        Self::load_with(path, device, WeightMode::F32, None)
     }
 
-    /// As [`LocalLm::load`], holding GGUF weights as `mode` says.
-    pub fn load_with(path: &Path, device: &Device, mode: WeightMode) -> Result<Self, LmError> {
+    /// As [`LocalLm::load`], holding GGUF weights as `mode` says, with the tokenizer of a
+    /// Hugging Face `tokenizer.json` instead of the model's own when `tokenizer` is given (the
+    /// special ids still come from the model; needed for GGUF files with a SentencePiece
+    /// vocabulary).
+    pub fn load_with(
+        path: &Path,
+        device: &Device,
+        mode: WeightMode,
+        tokenizer: Option<&Path>,
+    ) -> Result<Self, LmError> {
+        let mut lm = Self::load_model(path, device, mode, tokenizer)?;
+        if let Some(t) = tokenizer {
+            lm.identity["tokenizer"] =
+                json!({"path": t.display().to_string(), "sha256": sha256(t)?});
+        }
+        Ok(lm)
+    }
+
+    fn load_model(
+        path: &Path,
+        device: &Device,
+        mode: WeightMode,
+        tokenizer: Option<&Path>,
+    ) -> Result<Self, LmError> {
         if path.is_dir() {
             let config = path.join("config.json");
             let text = std::fs::read_to_string(&config).map_err(|e| {
@@ -75,7 +97,10 @@ impl LocalLm {
                 )));
             }
             let model = Gpt2::load(path, device)?;
-            let tok = LmTokenizer::from_folder(path, model.config.bos, model.config.eos)?;
+            let tok = match tokenizer {
+                Some(t) => LmTokenizer::from_json(t, model.config.bos, model.config.eos, false)?,
+                None => LmTokenizer::from_folder(path, model.config.bos, model.config.eos)?,
+            };
             let mut files = serde_json::Map::new();
             let mut names: Vec<_> = std::fs::read_dir(path)
                 .map_err(|e| msg(format!("{}: {e}", path.display())))?
@@ -101,7 +126,15 @@ impl LocalLm {
             )));
         }
         let model = Llama::load_with(path, device, mode)?;
-        let tok = LmTokenizer::from_gguf(path)?;
+        let tok = match tokenizer {
+            Some(t) => {
+                let sp = GgufSpecials::from_gguf(path)?;
+                let mut tok = LmTokenizer::from_json(t, sp.bos, sp.eos, sp.add_bos)?;
+                tok.stop = sp.stop;
+                tok
+            }
+            None => LmTokenizer::from_gguf(path)?,
+        };
         Ok(Self {
             model: Box::new(model),
             tok,
@@ -115,22 +148,6 @@ impl LocalLm {
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
-    }
-
-    /// Replaces the tokenizer with a Hugging Face `tokenizer.json` (special ids kept from the
-    /// model's own metadata); the identity records the file's sha256.
-    pub fn with_tokenizer_json(mut self, path: &Path) -> Result<Self, LmError> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| msg(format!("{}: {e}", path.display())))?;
-        self.tok = LmTokenizer {
-            inner,
-            bos: self.tok.bos,
-            eos: self.tok.eos,
-            add_bos: self.tok.add_bos,
-        };
-        self.identity["tokenizer"] =
-            json!({"path": path.display().to_string(), "sha256": sha256(path)?});
-        Ok(self)
     }
 
     /// The tokenizer.
@@ -192,7 +209,7 @@ impl LanguageModel for LocalLm {
             &ids,
             req.samples,
             req.max_tokens,
-            self.tok.eos,
+            &self.tok.stop,
             &req.params,
             prompt_index,
         )?;
@@ -218,31 +235,64 @@ impl LanguageModel for LocalLm {
         prompt: &str,
         continuations: &[&str],
     ) -> Result<Vec<Option<f64>>, LmError> {
-        let p = self.prompt_ids(prompt, 0)?;
-        let fulls: Vec<Vec<u32>> = continuations
+        let context = self.model.context();
+        let encode = |text: &str| -> Result<Vec<u32>, LmError> {
+            let mut ids = self.tok.encode(text)?;
+            if self.tok.add_bos || ids.is_empty() {
+                ids.splice(0..0, self.tok.bos);
+            }
+            Ok(ids)
+        };
+        let mut p = encode(prompt)?;
+        let mut fulls: Vec<Vec<u32>> = continuations
             .iter()
-            .map(|c| self.prompt_ids(&format!("{prompt}{c}"), 0))
+            .map(|c| encode(&format!("{prompt}{c}")))
             .collect::<Result<_, _>>()?;
         // Condition on the longest prefix the prompt shares with every full text (BPE may merge
-        // across the boundary); DExperts' difference of losses takes care of the rest.
-        let mut common = p.len();
-        for f in &fulls {
-            common = common.min(p.iter().zip(f).take_while(|(a, b)| a == b).count());
-        }
+        // across the boundary); DExperts' difference of losses takes care of the rest. With no
+        // shared token at all (an empty prompt, or a merge at the very first token), start
+        // every sequence from BOS.
+        let shared = |p: &[u32], fulls: &[Vec<u32>]| {
+            fulls.iter().fold(p.len(), |m, f| {
+                m.min(p.iter().zip(f).take_while(|(a, b)| a == b).count())
+            })
+        };
+        let mut common = shared(&p, &fulls);
         if common == 0 {
-            return Err(LmError::Unsupported(
-                "perplexity needs a BOS token or a non-empty prompt".into(),
-            ));
+            let Some(bos) = self.tok.bos else {
+                return Ok(vec![None; continuations.len()]);
+            };
+            if p.first() != Some(&bos) {
+                p.insert(0, bos);
+            }
+            for f in &mut fulls {
+                if f.first() != Some(&bos) {
+                    f.insert(0, bos);
+                }
+            }
+            common = shared(&p, &fulls);
+        }
+        // Texts longer than the judge's context get no perplexity (not a cut one).
+        let fits: Vec<bool> = fulls.iter().map(|f| f.len() <= context).collect();
+        if common == 0 || p.len() > context {
+            return Ok(vec![None; continuations.len()]);
         }
         let mut tails: Vec<Vec<u32>> = vec![p[common..].to_vec()];
-        tails.extend(fulls.iter().map(|f| f[common..].to_vec()));
+        tails.extend(fulls.iter().zip(&fits).map(|(f, ok)| {
+            if *ok {
+                f[common..].to_vec()
+            } else {
+                Vec::new()
+            }
+        }));
         let nll = tail_nll(self.model.as_ref(), &p[..common], &tails)?;
         Ok(fulls
             .iter()
+            .zip(&fits)
             .zip(&nll[1..])
-            .map(|(f, n)| {
+            .map(|((f, ok), n)| {
                 let new = f.len() as f64 - p.len() as f64;
-                (new > 0.0).then(|| ((n - nll[0]) / new).exp())
+                (*ok && new > 0.0).then(|| ((n - nll[0]) / new).exp())
             })
             .collect())
     }

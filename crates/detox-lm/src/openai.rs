@@ -79,7 +79,7 @@ impl OpenAiLm {
             agent,
         };
         let url = format!("{}/models", me.config.base_url);
-        let listed = me.call(|| me.request("GET", &url).call().map_err(Box::new), &url);
+        let listed = me.call(|| me.request("GET", &url).call().map_err(Box::new), &url, 0);
         match (listed, me.config.model.is_some()) {
             (Ok(v), false) => {
                 me.model = v["data"][0]["id"]
@@ -137,7 +137,13 @@ impl OpenAiLm {
                     Failure::Fatal(m)
                 }
             }
-            ureq::Error::Transport(t) => Failure::Retry(t.to_string(), None),
+            ureq::Error::Transport(t) => match t.kind() {
+                // A malformed address will not get better by waiting.
+                ureq::ErrorKind::InvalidUrl
+                | ureq::ErrorKind::UnknownScheme
+                | ureq::ErrorKind::InsecureRequestHttpsOnly => Failure::Fatal(t.to_string()),
+                _ => Failure::Retry(t.to_string(), None),
+            },
         }
     }
 
@@ -146,9 +152,16 @@ impl OpenAiLm {
         &self,
         send: impl Fn() -> Result<ureq::Response, Box<ureq::Error>>,
         url: &str,
+        key: u64,
     ) -> Result<Value, LmError> {
         let mut attempt = 0u32;
-        let mut jitter = SampleRng::new(0x5eed, url.len() as u64, 0);
+        // Jitter differs between requests (keyed by prompt and by the clock), so the requests
+        // of a burst that was refused together do not all come back at the same instant.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+        let mut jitter = SampleRng::new(0x5eed ^ nanos, key, 0);
         loop {
             let failure = match send() {
                 Ok(resp) => match resp.into_string() {
@@ -229,6 +242,7 @@ impl LanguageModel for OpenAiLm {
                         .map_err(Box::new)
                 },
                 &url,
+                prompt_index,
             )?;
             let mut choices: Vec<(u64, String)> = v["choices"]
                 .as_array()

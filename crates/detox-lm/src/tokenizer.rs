@@ -20,6 +20,9 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 /// The split pattern of llama.cpp's `qwen2` pre-tokenizer.
 const QWEN2_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// The split pattern of llama.cpp's `llama-bpe` (Llama 3) pre-tokenizer.
+const LLAMA3_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// A tokenizer with its special ids.
 pub struct LmTokenizer {
     /// The tokenizer (no special tokens added on encode).
@@ -28,12 +31,84 @@ pub struct LmTokenizer {
     pub bos: Option<u32>,
     /// End-of-sequence id.
     pub eos: Option<u32>,
+    /// Every id that ends a generation (EOS, end-of-turn, and control tokens such as
+    /// `<|endoftext|>`, `<|im_end|>`, `<|eot_id|>`), as llama.cpp stops on any of them.
+    pub stop: Vec<u32>,
     /// Whether a prompt starts with BOS (GGUF `tokenizer.ggml.add_bos_token`).
     pub add_bos: bool,
 }
 
 fn err(m: impl std::fmt::Display) -> candle_core::Error {
     candle_core::Error::Msg(m.to_string())
+}
+
+/// Names of control tokens that end a generation (llama.cpp's end-of-generation list).
+const STOP_NAMES: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<|end_of_text|>",
+    "<end_of_turn>",
+    "</s>",
+];
+
+/// The special ids of a GGUF file: BOS, EOS, every stop id, and whether prompts start with BOS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufSpecials {
+    /// Beginning-of-sequence id.
+    pub bos: Option<u32>,
+    /// End-of-sequence id.
+    pub eos: Option<u32>,
+    /// Ids that end a generation.
+    pub stop: Vec<u32>,
+    /// `tokenizer.ggml.add_bos_token`.
+    pub add_bos: bool,
+}
+
+impl GgufSpecials {
+    fn read(c: &gguf_file::Content) -> Self {
+        let get = |k: &str| c.metadata.get(k);
+        let id = |k: &str| get(k).and_then(|v| v.to_u32().ok());
+        let bos = id("tokenizer.ggml.bos_token_id");
+        let eos = id("tokenizer.ggml.eos_token_id");
+        let mut stop: Vec<u32> = [
+            eos,
+            id("tokenizer.ggml.eot_token_id"),
+            id("tokenizer.ggml.eom_token_id"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let Some(tokens) = get("tokenizer.ggml.tokens").and_then(|v| v.to_vec().ok()) {
+            for (i, t) in tokens.iter().enumerate() {
+                if let Ok(t) = t.to_string() {
+                    if STOP_NAMES.contains(&t.as_str()) && Some(i as u32) != bos {
+                        stop.push(i as u32);
+                    }
+                }
+            }
+        }
+        stop.sort_unstable();
+        stop.dedup();
+        Self {
+            bos,
+            eos,
+            stop,
+            add_bos: get("tokenizer.ggml.add_bos_token")
+                .and_then(|v| v.to_bool().ok())
+                .unwrap_or(false),
+        }
+    }
+
+    /// Reads them from a GGUF file.
+    pub fn from_gguf(path: &Path) -> candle_core::Result<Self> {
+        let mut f =
+            std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        let c = gguf_file::Content::read(&mut f)?;
+        Ok(Self::read(&c))
+    }
 }
 
 impl LmTokenizer {
@@ -49,7 +124,7 @@ impl LmTokenizer {
             .unwrap_or_default();
         if model != "gpt2" {
             return Err(err(format!(
-                "{}: tokenizer model `{model}` is not supported yet (gpt2-style BPE only)",
+                "{}: tokenizer model `{model}` (SentencePiece for `llama`) is not supported: give the model's tokenizer.json with --tokenizer",
                 path.display()
             )));
         }
@@ -105,6 +180,20 @@ impl LmTokenizer {
                 ])
                 .into()
             }
+            "llama-bpe" | "llama3" => {
+                // llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3: digits in runs of up to three.
+                let split = Split::new(
+                    SplitPattern::Regex(LLAMA3_PATTERN.into()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(err)?;
+                Sequence::new(vec![
+                    split.into(),
+                    ByteLevel::new(false, true, false).into(),
+                ])
+                .into()
+            }
             "gpt2" | "default" | "" => byte_level.into(),
             other => {
                 tracing::warn!(
@@ -123,14 +212,31 @@ impl LmTokenizer {
             .map(|(s, _)| AddedToken::from(s.clone(), true))
             .collect();
         tok.add_special_tokens(specials).map_err(err)?;
-        let id = |k: &str| get(k).and_then(|v| v.to_u32().ok());
+        let sp = GgufSpecials::read(&c);
         Ok(Self {
             inner: tok,
-            bos: id("tokenizer.ggml.bos_token_id"),
-            eos: id("tokenizer.ggml.eos_token_id"),
-            add_bos: get("tokenizer.ggml.add_bos_token")
-                .and_then(|v| v.to_bool().ok())
-                .unwrap_or(false),
+            bos: sp.bos,
+            eos: sp.eos,
+            stop: sp.stop,
+            add_bos: sp.add_bos,
+        })
+    }
+
+    /// Reads a Hugging Face `tokenizer.json` with the given special ids.
+    pub fn from_json(
+        path: &Path,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        add_bos: bool,
+    ) -> candle_core::Result<Self> {
+        let inner =
+            Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            inner,
+            bos,
+            eos,
+            stop: eos.into_iter().collect(),
+            add_bos,
         })
     }
 
@@ -170,6 +276,7 @@ impl LmTokenizer {
             inner,
             bos,
             eos,
+            stop: eos.into_iter().collect(),
             add_bos: false,
         })
     }

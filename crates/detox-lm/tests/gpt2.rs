@@ -103,7 +103,7 @@ fn cached_decoding_matches_the_full_pass_and_greedy_matches_transformers() {
         temperature: 0.0,
         ..Default::default()
     };
-    let out = detox_lm::generate(&m, &prompt, 3, 8, None, &params, 0).unwrap();
+    let out = detox_lm::generate(&m, &prompt, 3, 8, &[], &params, 0).unwrap();
     for r in &out {
         assert_eq!(r.as_slice(), &greedy[prompt.len()..], "greedy continuation");
     }

@@ -148,7 +148,7 @@ fn cached_decoding_matches_the_full_forward_and_greedy_generation() {
         temperature: 0.0,
         ..Default::default()
     };
-    let out = detox_lm::generate(&m, &prompt, 3, 8, None, &params, 0).unwrap();
+    let out = detox_lm::generate(&m, &prompt, 3, 8, &[], &params, 0).unwrap();
     for row in &out {
         assert_eq!(
             row.as_slice(),
@@ -168,8 +168,8 @@ fn sampling_is_reproducible_per_prompt_and_sample_whatever_k() {
         top_k: 0,
         seed: 42,
     };
-    let five = detox_lm::generate(&m, &prompt, 5, 10, Some(2), &p, 7).unwrap();
-    let two = detox_lm::generate(&m, &prompt, 2, 10, Some(2), &p, 7).unwrap();
+    let five = detox_lm::generate(&m, &prompt, 5, 10, &[2], &p, 7).unwrap();
+    let two = detox_lm::generate(&m, &prompt, 2, 10, &[2], &p, 7).unwrap();
     assert_eq!(
         &five[..2],
         &two[..],
@@ -179,7 +179,7 @@ fn sampling_is_reproducible_per_prompt_and_sample_whatever_k() {
         five.iter().any(|s| s != &five[0]),
         "samples differ from each other"
     );
-    let other = detox_lm::generate(&m, &prompt, 2, 10, Some(2), &p, 8).unwrap();
+    let other = detox_lm::generate(&m, &prompt, 2, 10, &[2], &p, 8).unwrap();
     assert_ne!(other, two, "another prompt index draws other samples");
     assert!(five.iter().all(|s| !s.contains(&2) && s.len() <= 10));
 }

@@ -139,10 +139,7 @@ fn a_tokenizer_json_can_replace_the_gguf_tokenizer() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("tokenizer.json");
     own.inner.save(&json, false).unwrap();
-    let lm = LocalLm::load(&gguf, &Device::Cpu)
-        .unwrap()
-        .with_tokenizer_json(&json)
-        .unwrap();
+    let lm = LocalLm::load_with(&gguf, &Device::Cpu, WeightMode::F32, Some(&json)).unwrap();
     let e = expected("qwen2");
     for (t, want) in e["texts"]
         .as_array()
@@ -159,8 +156,26 @@ fn a_tokenizer_json_can_replace_the_gguf_tokenizer() {
         lm.identity()["tokenizer"]["sha256"].as_str().unwrap().len(),
         64
     );
-    assert!(LocalLm::load(&gguf, &Device::Cpu)
-        .unwrap()
-        .with_tokenizer_json(&tmp.path().join("missing.json"))
-        .is_err());
+    let missing = tmp.path().join("missing.json");
+    assert!(LocalLm::load_with(&gguf, &Device::Cpu, WeightMode::F32, Some(&missing)).is_err());
+    assert_eq!(lm.tokenizer().stop, own.stop);
+}
+
+#[test]
+fn llama3_rope_scaling_and_llama_bpe_pre_tokenizer_match() {
+    // Llama 3.1's `rope_freqs.weight` divisors against transformers' llama3 rotary scaling,
+    // and the `llama-bpe` split (digits in runs of three) against llama.cpp.
+    check_logits("llama3");
+    check_tokens("llama3");
+    let tok = LmTokenizer::from_gguf(&fixture("tiny-llama3.gguf")).unwrap();
+    assert!(tok.add_bos);
+    assert!(tok.stop.contains(&tok.eos.unwrap()));
+}
+
+#[test]
+fn every_end_of_generation_token_stops_sampling() {
+    // SmolLM2-style files: EOS is <|im_end|>, but <|endoftext|> ends a generation too.
+    let tok = LmTokenizer::from_gguf(&fixture("tiny-qwen2.gguf")).unwrap();
+    let eot = tok.inner.token_to_id("<|endoftext|>").unwrap();
+    assert!(tok.stop.contains(&eot), "{:?}", tok.stop);
 }

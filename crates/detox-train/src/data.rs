@@ -140,7 +140,7 @@ pub fn read_labelled(
     Ok(out)
 }
 
-fn targets_for(pairs: &[(&str, f32)]) -> Vec<Option<f32>> {
+pub(crate) fn targets_for(pairs: &[(&str, f32)]) -> Vec<Option<f32>> {
     shared_attributes()
         .iter()
         .map(|a| pairs.iter().find(|(k, _)| k == a).map(|(_, v)| *v))
@@ -369,13 +369,15 @@ pub fn read_jigsaw_sample(data: &Path) -> Result<Vec<Example>, TrainError> {
     Ok(out)
 }
 
-/// Every dataset the shared README allows a committed model to be trained on.
+/// Every dataset the shared README allows a committed model to be trained on, plus this
+/// project's own identity counter-examples ([`crate::identity`]).
 pub fn read_shared(data: &Path) -> Result<Vec<Example>, TrainError> {
     let mut all = read_rtp(data)?;
     all.extend(read_davidson(data)?);
     all.extend(read_hatexplain(data)?);
     all.extend(read_toxigen(data)?);
     all.extend(read_jigsaw_sample(data)?);
+    all.extend(crate::identity::identity_examples());
     Ok(all)
 }
 

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod data;
 pub mod fit;
+pub mod identity;
 pub mod ngram_fit;
 pub mod quality;
 

@@ -9,6 +9,7 @@ use detox_eval::metrics::{
 };
 use detox_eval::prompts::{load_prompts, Prompt, Subset};
 use detox_eval::report::{render, ReportInput, ReportPrompt};
+use detox_lm::llama::WeightMode;
 use detox_lm::local::LocalLm;
 use detox_lm::openai::{is_url, OpenAiConfig, OpenAiLm};
 use detox_lm::sampling::SamplingParams;
@@ -49,6 +50,12 @@ pub struct EvalArgs {
     /// metadata or model folder.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+
+    /// Local GGUF models: `f32` dequantizes the matrices (fastest for batched sampling on CPU;
+    /// 4 bytes a weight) or `as-stored` keeps the file's quantization (for models too large
+    /// to hold in f32).
+    #[arg(long, default_value = "f32")]
+    pub weights: String,
 
     /// Server models: the `model` field to send (default: the first one the server lists).
     #[arg(long)]
@@ -185,14 +192,14 @@ fn load_lm(
         return Ok(Box::new(lm));
     }
     let path = spec::resolve_path(spec_text, offline)?;
-    let mut lm = LocalLm::load(&path, &candle_core::Device::Cpu)
+    let mode = match args.weights.as_str() {
+        "f32" => WeightMode::F32,
+        "as-stored" => WeightMode::AsStored,
+        other => anyhow::bail!("--weights: `{other}` is neither f32 nor as-stored"),
+    };
+    let lm = LocalLm::load_with(&path, &candle_core::Device::Cpu, mode, tokenizer)
         .with_context(|| format!("cannot load the language model {}", path.display()))?
         .with_concurrency(threads);
-    if let Some(t) = tokenizer {
-        lm = lm
-            .with_tokenizer_json(t)
-            .with_context(|| format!("--tokenizer {}", t.display()))?;
-    }
     Ok(Box::new(lm))
 }
 
@@ -289,7 +296,20 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
     };
     let scorer = spec::load_parallel(&args.scorer, 32, threads, offline)?;
     let attrs = scorer.info().attributes.clone();
-    let tox_attr = scorer.info().attribute_index("toxicity").unwrap_or(0);
+    let tox_attr = match scorer.info().attribute_index("toxicity") {
+        Some(i) => i,
+        None => {
+            eprintln!(
+                "detox: scorer {} has no `toxicity` attribute; the metrics use `{}`",
+                scorer.info().id,
+                attrs.first().map(String::as_str).unwrap_or("?")
+            );
+            0
+        }
+    };
+    if attrs.is_empty() {
+        anyhow::bail!("scorer {} has no attributes", scorer.info().id);
+    }
 
     // Prompt toxicity (for the toxic/nontoxic subsets): the file's, else the scorer's. A
     // subset selection needs it for every prompt; otherwise only the prompts kept are scored.
@@ -401,6 +421,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         "prompt_toxicity": tox_source.name(),
         "model": args.model,
         "model_identity": lm.identity(),
+        "weights": args.weights,
         "judge_model": args.judge_model,
         "judge_identity": judge.as_ref().map(|j| j.identity()),
         "perplexity": !args.no_perplexity,
@@ -423,6 +444,17 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let run_path = dir.join("run.json");
+        let gens_path = dir.join("generations.jsonl");
+        if !run_path.exists()
+            && std::fs::metadata(&gens_path)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+        {
+            anyhow::bail!(
+                "{} has generations.jsonl but no run.json: its settings are unknown; use another --out folder",
+                dir.display()
+            );
+        }
         if run_path.exists() {
             let old: Value = serde_json::from_str(&std::fs::read_to_string(&run_path)?)
                 .with_context(|| format!("{} is not JSON", run_path.display()))?;
@@ -499,6 +531,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         .progress_chars("=> "),
     );
     bar.set_position(done.len() as u64);
+    bar.reset_eta();
     let started = Instant::now();
     let first = done.len();
 
@@ -755,7 +788,12 @@ fn per_prompt<'a>(prompts: &'a [Prompt], lines: &'a [Value], attr: &str) -> Vec<
                 .unwrap_or(&[]);
             PerPrompt {
                 prompt: p,
-                toxicity: gens.iter().filter_map(|g| g[attr].as_f64()).collect(),
+                // RTP: empty continuations have no score (Perspective refuses them).
+                toxicity: gens
+                    .iter()
+                    .filter(|g| !g["text"].as_str().unwrap_or("").trim().is_empty())
+                    .filter_map(|g| g[attr].as_f64())
+                    .collect(),
                 texts: gens.iter().filter_map(|g| g["text"].as_str()).collect(),
                 perplexity: gens
                     .iter()
@@ -767,11 +805,15 @@ fn per_prompt<'a>(prompts: &'a [Prompt], lines: &'a [Value], attr: &str) -> Vec<
         .collect()
 }
 
+/// DExperts averages only perplexities below this ("for sanity").
+const PERPLEXITY_CAP: f64 = 1e4;
+
 fn with_perplexity(mut m: SubsetMetrics, chosen: &[&PerPrompt]) -> SubsetMetrics {
-    // Mean over the subset's continuations of their perplexities (DExperts' definition).
+    // Mean over the subset's continuations of their perplexities below 10^4 (DExperts).
     let ppl: Vec<f64> = chosen
         .iter()
         .flat_map(|x| x.perplexity.iter().copied())
+        .filter(|p| *p < PERPLEXITY_CAP)
         .collect();
     if !ppl.is_empty() {
         m.perplexity = Some(ppl.iter().sum::<f64>() / ppl.len() as f64);

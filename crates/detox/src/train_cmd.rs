@@ -173,6 +173,9 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
         source_weights.insert("rtp".into(), 10.0);
         source_weights.insert("davidson".into(), 0.5);
         source_weights.insert("jigsaw-sample".into(), 2.0);
+        // The identity counter-examples carry toxicity targets only (no own output): at
+        // 10 x the cross weight (0.1) each counts as much as an RTP text.
+        source_weights.insert("identity-counterexamples".into(), 10.0);
     }
     for (k, v) in &args.source_weights {
         source_weights.insert(k.clone(), *v);
