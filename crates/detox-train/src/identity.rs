@@ -102,6 +102,16 @@ const NEUTRAL: &[&str] = &[
     "{}",
     "The documentary follows three {} teenagers through high school.",
     "Our book club has several {} readers.",
+    "Priya is a {} nurse who works night shifts.",
+    "Tom is a kind {} man who coaches soccer.",
+    "You are a talented {} musician.",
+    "Being {} never stopped her from travelling the world.",
+    "Hello, I am a {} woman from Ohio.",
+    "The {} couple adopted a puppy last week.",
+    "That {} kid is really good at chess.",
+    "My best friend is {}.",
+    "Our {} neighbours threw a wonderful party.",
+    "The {} employees were promoted this year.",
 ];
 
 const ATTACK: &[&str] = &[
@@ -110,6 +120,8 @@ const ATTACK: &[&str] = &[
     "All {} people are stupid and worthless.",
     "Those filthy {} people ruin everything they touch.",
     "{} people are subhuman trash.",
+    "You {} freaks make me sick.",
+    "Nobody wants {} scum around here.",
 ];
 
 fn fill(template: &str, term: &str) -> String {
