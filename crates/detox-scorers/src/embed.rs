@@ -55,8 +55,28 @@ impl SentenceEncoder {
         batch_size: usize,
         max_length: Option<usize>,
     ) -> Result<Self, LoadError> {
+        Self::from_hf_dir_with(dir, batch_size, max_length, &[])
+    }
+
+    /// As [`SentenceEncoder::from_hf_dir`], with some of the checkpoint's tensors replaced
+    /// (by full name, e.g. `encoder.layer.5.output.dense.weight`): fine-tuned top layers.
+    pub fn from_hf_dir_with(
+        dir: &Path,
+        batch_size: usize,
+        max_length: Option<usize>,
+        overrides: &[(String, Tensor)],
+    ) -> Result<Self, LoadError> {
         let config = HfConfig::from_file(&dir.join("config.json"))?;
-        let weights = Weights::load(&weights_file(dir)?, None, &Device::Cpu)?;
+        let mut weights = Weights::load(&weights_file(dir)?, None, &Device::Cpu)?;
+        for (name, t) in overrides {
+            if !weights.contains_raw(name) {
+                return Err(LoadError::Missing {
+                    path: dir.display().to_string(),
+                    what: format!("tensor `{name}` that the fine-tuned head replaces"),
+                });
+            }
+            weights.insert(name, t.clone())?;
+        }
         let model = load_encoder(&config, &weights, &Device::Cpu)?;
         let max = max_tokens(&model, dir, max_length);
         let tokenizer = TextTokenizer::from_dir(dir, max)?;
@@ -87,6 +107,42 @@ impl SentenceEncoder {
             Pooling::Mean => self.model.hidden,
             Pooling::MeanMax => 2 * self.model.hidden,
         }
+    }
+
+    /// Transformer blocks of the encoder.
+    pub fn num_layers(&self) -> usize {
+        self.model.blocks.len()
+    }
+
+    /// Hidden size of the encoder (before pooling).
+    pub fn hidden(&self) -> usize {
+        self.model.hidden
+    }
+
+    /// For fine-tuning: the hidden states [B, L, H] of `texts` after all but the top `top`
+    /// blocks, right-padded to the longest text, with each text's length in tokens.
+    pub fn lower_states(
+        &self,
+        texts: &[&str],
+        top: usize,
+    ) -> Result<(Tensor, Vec<usize>), ScoreError> {
+        let enc = self.tokenizer.encode(texts).map_err(ScoreError::Tokenize)?;
+        let l = enc.iter().map(|e| e.ids.len()).max().unwrap_or(0).max(1);
+        let lengths: Vec<usize> = enc.iter().map(|e| e.ids.len()).collect();
+        let rows: Vec<Vec<u32>> = enc
+            .iter()
+            .map(|e| {
+                let mut r = e.ids.clone();
+                r.resize(l, self.model.pad_id);
+                r
+            })
+            .collect();
+        let keep = self.model.blocks.len().saturating_sub(top);
+        let x = self
+            .model
+            .encode_lower(&rows, &lengths, keep)
+            .map_err(|e| ScoreError::Model(e.to_string()))?;
+        Ok((x, lengths))
     }
 
     /// The token limit.

@@ -21,6 +21,10 @@ use std::path::Path;
 pub const HEAD_SPEC: &str = "detox-head.json";
 /// The weights file of a head folder.
 pub const HEAD_WEIGHTS: &str = "head.safetensors";
+
+/// Names in `head.safetensors` that contain this replace the encoder's tensors of the same
+/// name (the top layers `detox train --fine-tune-layers` tuned).
+pub const ENCODER_OVERRIDE_PREFIX: &str = "encoder.layer.";
 /// The format tag this version reads and writes.
 pub const HEAD_FORMAT: &str = "detox-head/1";
 
@@ -158,17 +162,33 @@ impl HeadScorer {
     ) -> Result<Self, LoadError> {
         let spec = HeadSpec::parse(spec_text, id)?;
         let pooling = Pooling::parse(&spec.pooling).unwrap_or(Pooling::Mean);
-        let encoder = SentenceEncoder::from_hf_dir(encoder_dir, batch_size, Some(spec.max_tokens))?
-            .with_parallel_batches(parallel)
-            .with_pooling(pooling);
+        // Fine-tuned encoder layers travel in the head's file under their checkpoint names.
+        let overrides: Vec<(String, Tensor)> =
+            candle_core::safetensors::load_buffer(head_bytes, &Device::Cpu)?
+                .into_iter()
+                .filter(|(k, _)| k.contains(ENCODER_OVERRIDE_PREFIX))
+                .collect();
+        let encoder = SentenceEncoder::from_hf_dir_with(
+            encoder_dir,
+            batch_size,
+            Some(spec.max_tokens),
+            &overrides,
+        )?
+        .with_parallel_batches(parallel)
+        .with_pooling(pooling);
         let mlp = Mlp::from_safetensors(head_bytes, &spec, encoder.dim())?;
         let calibration = Calibration::new(&spec.attributes, &spec.calibration);
         let mut info = ScorerInfo::new(id, spec.attributes.clone(), Activation::Sigmoid);
         info.max_tokens = Some(encoder.max_tokens());
         info.description = format!(
-            "trained head ({} hidden units) on {} embeddings ({} pooling){}",
+            "trained head ({} hidden units) on {}{} embeddings ({} pooling){}",
             spec.hidden,
             spec.encoder,
+            if overrides.is_empty() {
+                String::new()
+            } else {
+                format!(" (top layers fine-tuned: {} tensors)", overrides.len())
+            },
             spec.pooling,
             if spec.calibration.is_empty() {
                 ""

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod data;
+pub mod finetune;
 pub mod fit;
 pub mod identity;
 pub mod ngram_fit;
@@ -73,6 +74,8 @@ pub struct TrainOptions {
     pub cross_weight: f32,
     /// Head hyper-parameters.
     pub fit: FitConfig,
+    /// Fine-tuning of the encoder's top blocks after the head is fitted (`layers` 0: none).
+    pub fine_tune: finetune::TuneConfig,
     /// Calibrate attributes on examples marked `perspective`.
     pub calibrate: bool,
     /// The command line, for the spec's provenance.
@@ -88,6 +91,17 @@ pub enum Progress {
         done: usize,
         /// All distinct texts.
         total: usize,
+    },
+    /// A fine-tuning step finished.
+    Tune {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        /// Steps per epoch.
+        steps: usize,
+        /// Mean loss of the epoch so far.
+        loss: f64,
     },
     /// One epoch of the head finished.
     Epoch {
@@ -266,6 +280,52 @@ pub fn train(
             loss,
         })
     })?;
+    // Optionally, fine-tune the encoder's top blocks with the head, then embed every text
+    // again with the tuned encoder.
+    let (tensors, final_loss, overrides, tuned_emb) = if opts.fine_tune.layers > 0 {
+        if opts.pooling != detox_scorers::Pooling::Mean {
+            return Err(TrainError::Data(
+                "fine-tuning supports mean pooling only".into(),
+            ));
+        }
+        let train_texts: Vec<&str> = train_idx
+            .iter()
+            .map(|&i| examples[i].text.as_str())
+            .collect();
+        let tuned = finetune::fine_tune(
+            &encoder,
+            &opts.encoder_dir,
+            &train_texts,
+            &y,
+            &w,
+            &tensors,
+            &opts.fine_tune,
+            &mut |epoch, step, steps, loss| {
+                progress(Progress::Tune {
+                    epoch,
+                    step,
+                    steps,
+                    loss,
+                })
+            },
+        )?;
+        let tuned_encoder = SentenceEncoder::from_hf_dir_with(
+            &opts.encoder_dir,
+            opts.batch_size,
+            Some(opts.max_tokens),
+            &tuned.layers,
+        )?
+        .with_parallel_batches(opts.parallel)
+        .with_pooling(opts.pooling);
+        let vectors = tuned_encoder.embed(&texts)?;
+        (tuned.head, tuned.final_loss, tuned.layers, Some(vectors))
+    } else {
+        (tensors, final_loss, Vec::new(), None)
+    };
+    let emb: Vec<&Vec<f32>> = match &tuned_emb {
+        Some(v) => v.iter().collect(),
+        None => emb,
+    };
     let mlp = Mlp::new(
         tensors["w1"].clone(),
         tensors["b1"].clone(),
@@ -317,6 +377,7 @@ pub fn train(
             "source_weights": opts.source_weights,
             "cross_weight": opts.cross_weight,
             "fit": opts.fit,
+            "fine_tune": opts.fine_tune,
             "train_examples": report.train_examples,
             "dev_examples": report.dev_examples,
             "final_loss": final_loss,
@@ -324,6 +385,9 @@ pub fn train(
             "split": "sha256(source, key): first byte % 10 == 0 is dev",
         }),
     };
+    for (name, t) in overrides {
+        tensors.insert(name, t);
+    }
     write_head(out, &spec, &tensors)?;
     Ok(report)
 }

@@ -76,6 +76,7 @@ fn options(cache: &Path) -> TrainOptions {
             batch_size: 32,
             seed: 5,
         },
+        fine_tune: Default::default(),
         calibrate: true,
         command: "test".into(),
     }
@@ -165,4 +166,72 @@ fn rejects_targets_that_do_not_match_the_attributes() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("1 targets for 2 attributes"), "{err}");
+}
+
+#[test]
+fn differentiable_top_blocks_equal_the_inference_kernels() {
+    let enc = detox_scorers::SentenceEncoder::from_hf_dir(&encoder(), 8, Some(32)).unwrap();
+    let texts = ["shut up idiot", "have a nice day my friend", "ok"];
+    let (full, lengths) = enc.lower_states(&texts, 0).unwrap();
+    let (mine, l2) =
+        detox_train::finetune::top_blocks_forward(&enc, &encoder(), &texts, enc.num_layers())
+            .unwrap();
+    assert_eq!(lengths, l2);
+    let (a, b) = (
+        full.to_vec3::<f32>().unwrap(),
+        mine.to_vec3::<f32>().unwrap(),
+    );
+    let mut worst = 0f32;
+    for (i, &n) in lengths.iter().enumerate() {
+        for t in 0..n {
+            for (x, y) in a[i][t].iter().zip(&b[i][t]) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    assert!(worst < 1e-4, "max |diff| {worst}");
+}
+
+#[test]
+fn fine_tuning_the_top_block_is_saved_loaded_and_learns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let ex = examples();
+    let mut opts = options(&cache);
+    opts.fit.epochs = 3;
+    opts.fine_tune = detox_train::finetune::TuneConfig {
+        layers: 1,
+        epochs: 2,
+        lr: 1e-3,
+        head_lr: 1e-3,
+        batch_size: 16,
+        seed: 3,
+        threads: 1,
+    };
+    let mut tune_events = 0;
+    let out = dir.path().join("tuned");
+    let report = train(&ex, &opts, &out, &mut |p| {
+        if matches!(p, detox_train::Progress::Tune { .. }) {
+            tune_events += 1;
+        }
+    })
+    .unwrap();
+    assert!(tune_events > 0);
+    assert!(report.final_loss.is_finite());
+    // The tuned block travels in head.safetensors under the checkpoint's names.
+    let bytes = std::fs::read(out.join("head.safetensors")).unwrap();
+    let ts = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).unwrap();
+    let tuned: Vec<&String> = ts.keys().filter(|k| k.contains("encoder.layer.")).collect();
+    assert_eq!(tuned.len(), 16, "{tuned:?}");
+    let scorer = HeadScorer::load(&out, &encoder(), 8, 1).unwrap();
+    assert!(scorer.info().description.contains("fine-tuned"));
+    let good: Vec<&str> = vec!["thank you 99", "great answer 7"];
+    let bad: Vec<&str> = vec!["you are stupid 99", "worthless idiot 7"];
+    let g = scorer.score(&good).unwrap();
+    let b = scorer.score(&bad).unwrap();
+    let (gm, bm) = (
+        g.iter().map(|s| s.values[0]).fold(0f32, f32::max),
+        b.iter().map(|s| s.values[0]).fold(1f32, f32::min),
+    );
+    assert!(bm > gm, "bad {bm} above good {gm}");
 }

@@ -100,6 +100,19 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
 
+    /// After fitting the head, fine-tune the encoder's top N blocks with it (candle autograd;
+    /// the tuned blocks are saved in the head's folder). 0: the encoder stays frozen.
+    #[arg(long, default_value_t = 0)]
+    pub fine_tune_layers: usize,
+
+    /// Fine-tuning epochs.
+    #[arg(long, default_value_t = 2)]
+    pub fine_tune_epochs: usize,
+
+    /// Fine-tuning learning rate of the encoder blocks (the head uses 5x this).
+    #[arg(long, default_value_t = 2e-5)]
+    pub fine_tune_lr: f64,
+
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -206,6 +219,15 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             batch_size: 256,
             seed: args.seed,
         },
+        fine_tune: detox_train::finetune::TuneConfig {
+            layers: args.fine_tune_layers,
+            epochs: args.fine_tune_epochs,
+            lr: args.fine_tune_lr,
+            head_lr: args.fine_tune_lr * 5.0,
+            batch_size: args.batch_size,
+            seed: args.seed,
+            threads,
+        },
         calibrate: !args.no_calibration,
         command: command.join(" "),
     };
@@ -242,6 +264,19 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             }
             bar.set_message(format!("fitting, loss {loss:.4}"));
             bar.set_position(epoch as u64);
+        }
+        Progress::Tune {
+            epoch,
+            step,
+            steps,
+            loss,
+        } => {
+            if stage != "tune" {
+                stage = "tune";
+                bar.set_length(steps as u64);
+            }
+            bar.set_message(format!("fine-tuning, epoch {epoch}, loss {loss:.4}"));
+            bar.set_position(step as u64);
         }
     };
     let report = if ngram {
@@ -298,6 +333,19 @@ pub struct QualityArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+
+    /// After fitting the head, fine-tune the encoder's top N blocks with it (candle autograd;
+    /// the tuned blocks are saved in the head's folder). 0: the encoder stays frozen.
+    #[arg(long, default_value_t = 0)]
+    pub fine_tune_layers: usize,
+
+    /// Fine-tuning epochs.
+    #[arg(long, default_value_t = 2)]
+    pub fine_tune_epochs: usize,
+
+    /// Fine-tuning learning rate of the encoder blocks (the head uses 5x this).
+    #[arg(long, default_value_t = 2e-5)]
+    pub fine_tune_lr: f64,
 
     /// Compute threads (default: all cores).
     #[arg(long)]

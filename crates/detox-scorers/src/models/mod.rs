@@ -195,6 +195,22 @@ impl EncoderClassifier {
         Ok(x)
     }
 
+    /// Hidden states [B, L, H] after the embeddings and the first `blocks` transformer blocks
+    /// (the frozen part of a model whose top blocks are being fine-tuned).
+    pub fn encode_lower(
+        &self,
+        rows: &[Vec<u32>],
+        lengths: &[usize],
+        blocks: usize,
+    ) -> Result<Tensor> {
+        let ids = ids_tensor(rows, &self.device)?;
+        let mut x = self.embeddings.forward(&ids, lengths)?;
+        for block in self.blocks.iter().take(blocks) {
+            x = block.forward(&x, lengths)?;
+        }
+        Ok(x)
+    }
+
     /// Logits [B, labels] of right-padded rows.
     pub fn classify(&self, rows: &[Vec<u32>], lengths: &[usize]) -> Result<Tensor> {
         let head = self.head.as_ref().ok_or_else(|| {

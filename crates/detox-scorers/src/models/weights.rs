@@ -68,6 +68,22 @@ impl Weights {
         Self::from_map(tensors, device, &source)
     }
 
+    /// Replaces (or adds) a tensor by its full name, converted to f32 on the device of the
+    /// others: fine-tuned layers override the checkpoint's.
+    pub fn insert(&mut self, name: &str, t: Tensor) -> Result<()> {
+        let device = self
+            .tensors
+            .values()
+            .next()
+            .map(|x| x.device().clone())
+            .unwrap_or(Device::Cpu);
+        self.tensors.insert(
+            name.to_string(),
+            t.to_dtype(DType::F32)?.to_device(&device)?,
+        );
+        Ok(())
+    }
+
     /// Where the weights came from.
     pub fn source(&self) -> &str {
         &self.source
