@@ -35,6 +35,53 @@ def permute(w, n_head):
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def randomize(model):
+    """Seeded random weights larger than the default init, so logits differ clearly."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.2 * torch.randn(p.shape))
+            else:
+                p.copy_(torch.randn(p.shape) * (0.5 if "embed" in name or "lm_head" in name else 1.0 / (p.shape[-1] ** 0.5)))
+    return {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+
+
+def add_shape(w, cfg):
+    """The shape metadata llama.cpp reads for llama-family architectures."""
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+
+
+def add_blocks(w, sd, cfg, permute_qk):
+    """The transformer blocks as llama.cpp's converter names (and, for `llama`, permutes) them."""
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        w.add_tensor(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
+        for a, b, heads in [("q", "q_proj", cfg.num_attention_heads), ("k", "k_proj", cfg.num_key_value_heads), ("v", "v_proj", None)]:
+            t = sd[p + f"self_attn.{b}.weight"]
+            w.add_tensor(f"blk.{i}.attn_{a}.weight", permute(t, heads) if permute_qk and heads else t)
+            if p + f"self_attn.{b}.bias" in sd:
+                w.add_tensor(f"blk.{i}.attn_{a}.bias", sd[p + f"self_attn.{b}.bias"])
+        if p + "self_attn.q_norm.weight" in sd:
+            w.add_tensor(f"blk.{i}.attn_q_norm.weight", sd[p + "self_attn.q_norm.weight"])
+            w.add_tensor(f"blk.{i}.attn_k_norm.weight", sd[p + "self_attn.k_norm.weight"])
+        w.add_tensor(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        w.add_tensor(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    if not cfg.tie_word_embeddings:
+        w.add_tensor("output.weight", sd["lm_head.weight"])
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(7)
@@ -45,40 +92,17 @@ def main():
         bos_token_id=1, eos_token_id=2, pad_token_id=0,
     )
     model = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
-            else:
-                p.copy_(torch.randn(p.shape) * (0.5 if "embed" in name else 1.0 / (p.shape[-1] ** 0.5)))
-    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    sd = randomize(model)
     w = gguf.GGUFWriter(os.path.join(OUT, "tiny-llama.gguf"), "llama")
     w.add_name("detox tiny llama")
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_hidden_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads)
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    add_shape(w, cfg)
     w.add_rope_freq_base(10000.0)
     w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
     w.add_vocab_size(cfg.vocab_size)
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
-    for i in range(cfg.num_hidden_layers):
-        p = f"model.layers.{i}."
-        w.add_tensor(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
-        w.add_tensor(f"blk.{i}.attn_q.weight", permute(sd[p + "self_attn.q_proj.weight"], cfg.num_attention_heads))
-        w.add_tensor(f"blk.{i}.attn_k.weight", permute(sd[p + "self_attn.k_proj.weight"], cfg.num_key_value_heads))
-        w.add_tensor(f"blk.{i}.attn_v.weight", sd[p + "self_attn.v_proj.weight"])
-        w.add_tensor(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"])
-    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    add_blocks(w, sd, cfg, permute_qk=True)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -245,25 +269,11 @@ def qwen(kind):
         cfg.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
         model = Qwen3ForCausalLM(cfg).eval()
         head_dim = 12
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
-            elif name.endswith("bias"):
-                p.copy_(0.2 * torch.randn(p.shape))
-            else:
-                p.copy_(torch.randn(p.shape) * (0.5 if "embed" in name or "lm_head" in name else 1.0 / (p.shape[-1] ** 0.5)))
-    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    sd = randomize(model)
     path = os.path.join(OUT, f"tiny-{kind}.gguf")
     w = gguf.GGUFWriter(path, kind)
     w.add_name(f"detox tiny {kind}")
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_hidden_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads)
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    add_shape(w, cfg)
     w.add_rope_freq_base(10000.0)
     if kind == "qwen3":
         w.add_key_length(head_dim)
@@ -277,24 +287,7 @@ def qwen(kind):
     w.add_eos_token_id(eot)
     w.add_add_bos_token(False)
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
-    for i in range(cfg.num_hidden_layers):
-        p = f"model.layers.{i}."
-        w.add_tensor(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
-        for a, b in [("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj")]:
-            w.add_tensor(f"blk.{i}.attn_{a}.weight", sd[p + f"self_attn.{b}.weight"])
-            if p + f"self_attn.{b}.bias" in sd:
-                w.add_tensor(f"blk.{i}.attn_{a}.bias", sd[p + f"self_attn.{b}.bias"])
-        if kind == "qwen3":
-            w.add_tensor(f"blk.{i}.attn_q_norm.weight", sd[p + "self_attn.q_norm.weight"])
-            w.add_tensor(f"blk.{i}.attn_k_norm.weight", sd[p + "self_attn.k_norm.weight"])
-        w.add_tensor(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"])
-    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
-    if not cfg.tie_word_embeddings:
-        w.add_tensor("output.weight", sd["lm_head.weight"])
+    add_blocks(w, sd, cfg, permute_qk=False)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -351,13 +344,7 @@ def llama3():
                       rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=bos, eos_token_id=eot)
     cfg.rope_parameters = rope
     model = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
-            else:
-                p.copy_(torch.randn(p.shape) * (0.5 if "embed" in name else 1.0 / (p.shape[-1] ** 0.5)))
-    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    sd = randomize(model)
     # llama.cpp convert_hf_to_gguf.py: the per-frequency divisors of Llama 3.1's scaling.
     dim = cfg.hidden_size // cfg.num_attention_heads
     freqs = 1.0 / (rope["rope_theta"] ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
@@ -376,13 +363,7 @@ def llama3():
     path = os.path.join(OUT, "tiny-llama3.gguf")
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("detox tiny llama3")
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_hidden_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads)
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    add_shape(w, cfg)
     w.add_rope_freq_base(rope["rope_theta"])
     w.add_rope_dimension_count(dim)
     w.add_tokenizer_model("gpt2")
@@ -395,18 +376,7 @@ def llama3():
     w.add_add_bos_token(True)
     w.add_tensor("rope_freqs.weight", np.array(factors, dtype=np.float32))
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
-    for i in range(cfg.num_hidden_layers):
-        p = f"model.layers.{i}."
-        w.add_tensor(f"blk.{i}.attn_norm.weight", sd[p + "input_layernorm.weight"])
-        w.add_tensor(f"blk.{i}.attn_q.weight", permute(sd[p + "self_attn.q_proj.weight"], cfg.num_attention_heads))
-        w.add_tensor(f"blk.{i}.attn_k.weight", permute(sd[p + "self_attn.k_proj.weight"], cfg.num_key_value_heads))
-        w.add_tensor(f"blk.{i}.attn_v.weight", sd[p + "self_attn.v_proj.weight"])
-        w.add_tensor(f"blk.{i}.attn_output.weight", sd[p + "self_attn.o_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_up.weight", sd[p + "mlp.up_proj.weight"])
-        w.add_tensor(f"blk.{i}.ffn_down.weight", sd[p + "mlp.down_proj.weight"])
-    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    add_blocks(w, sd, cfg, permute_qk=True)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -81,3 +81,14 @@ pub fn causal_mask(pos: usize, l: usize, device: &candle_core::Device) -> Result
         .collect();
     Ok(Some(Tensor::from_vec(m, (1, 1, l, pos + l), device)?))
 }
+
+/// Scaled dot-product attention of `q` [B, H, L, D] over `k`, `v` [B, H, T, D] with an
+/// optional additive mask: the context [B, H, L, D].
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let d = q.dim(3)?;
+    let mut scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
+    if let Some(m) = mask {
+        scores = scores.broadcast_add(m)?;
+    }
+    candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
+}

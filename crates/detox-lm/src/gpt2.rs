@@ -5,7 +5,7 @@
 //! Hugging Face stores GPT-2's projections as `Conv1D` (weight `[in, out]`); they are
 //! transposed once on load. The output layer is the token embedding (tied).
 
-use crate::cache::{causal_mask, KvCache};
+use crate::cache::{attend, causal_mask, KvCache};
 use crate::dense::Dense;
 use candle_core::{DType, Device, Result, Tensor};
 use std::collections::HashMap;
@@ -256,7 +256,6 @@ impl Gpt2 {
         let positions = self.wpe.narrow(0, pos, l)?;
         let mut x = tok.broadcast_add(&positions)?;
         let mask = causal_mask(pos, l, &self.device)?;
-        let scale = 1.0 / (d as f64).sqrt();
         for (i, blk) in self.blocks.iter().enumerate() {
             let a = blk.ln_1.forward(&x, self.config.eps)?;
             let qkv = blk.c_attn.forward(&a)?.reshape((b, l, 3, h, d))?;
@@ -268,12 +267,9 @@ impl Gpt2 {
             };
             let (q, k, v) = (part(0)?, part(1)?, part(2)?);
             let (k, v) = cache.append(i, k, v)?;
-            let mut scores = (q.matmul(&k.t()?)? * scale)?;
-            if let Some(m) = &mask {
-                scores = scores.broadcast_add(m)?;
-            }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, hd))?;
+            let ctx = attend(&q, &k, &v, mask.as_ref())?
+                .transpose(1, 2)?
+                .reshape((b, l, hd))?;
             x = (x + blk.c_proj.forward(&ctx)?)?;
             let m = blk.ln_2.forward(&x, self.config.eps)?;
             let f = blk.c_fc.forward(&m)?;

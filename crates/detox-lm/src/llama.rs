@@ -7,7 +7,7 @@
 //! token embedding is dequantized once. Rotary embeddings: the interleaved kind for `llama`
 //! (llama.cpp's converter permutes its Q/K rows), the rotate-half (NEOX) kind for Qwen.
 
-use crate::cache::{causal_mask, KvCache};
+use crate::cache::{attend, causal_mask, KvCache};
 use crate::dense::Dense;
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -323,13 +323,7 @@ impl Llama {
                     .reshape((b, h, t, d))
             };
             let (k, v) = (expand(&k)?, expand(&v)?);
-            let mut scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
-            if let Some(m) = &mask {
-                scores = scores.broadcast_add(m)?;
-            }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v.contiguous()?)?
+            let ctx = attend(&q, &k, &v, mask.as_ref())?
                 .transpose(1, 2)?
                 .reshape((b, l, h * d))?;
             x = (x + layer.o.forward(&ctx)?)?;

@@ -111,6 +111,21 @@ impl GgufSpecials {
     }
 }
 
+/// A pre-tokenizer that splits by llama.cpp's regex, then maps bytes as GPT-2 does.
+fn regex_then_bytes(pattern: &str) -> candle_core::Result<PreTokenizerWrapper> {
+    let split = Split::new(
+        SplitPattern::Regex(pattern.into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(err)?;
+    Ok(Sequence::new(vec![
+        split.into(),
+        ByteLevel::new(false, true, false).into(),
+    ])
+    .into())
+}
+
 impl LmTokenizer {
     /// Reads the tokenizer of a GGUF file.
     pub fn from_gguf(path: &Path) -> candle_core::Result<Self> {
@@ -168,31 +183,11 @@ impl LmTokenizer {
             "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
             "qwen2" => {
                 // llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2 (Qwen2/2.5/3): one digit at a time.
-                let split = Split::new(
-                    SplitPattern::Regex(QWEN2_PATTERN.into()),
-                    SplitDelimiterBehavior::Isolated,
-                    false,
-                )
-                .map_err(err)?;
-                Sequence::new(vec![
-                    split.into(),
-                    ByteLevel::new(false, true, false).into(),
-                ])
-                .into()
+                regex_then_bytes(QWEN2_PATTERN)?
             }
             "llama-bpe" | "llama3" => {
                 // llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3: digits in runs of up to three.
-                let split = Split::new(
-                    SplitPattern::Regex(LLAMA3_PATTERN.into()),
-                    SplitDelimiterBehavior::Isolated,
-                    false,
-                )
-                .map_err(err)?;
-                Sequence::new(vec![
-                    split.into(),
-                    ByteLevel::new(false, true, false).into(),
-                ])
-                .into()
+                regex_then_bytes(LLAMA3_PATTERN)?
             }
             "gpt2" | "default" | "" => byte_level.into(),
             other => {

@@ -1,32 +1,19 @@
 //! detox's GPT-2 against PyTorch `transformers` on a tiny random GPT-2 saved as safetensors
 //! with a tiny byte-level BPE (fixtures made by `scripts/make_lm_fixtures.py`).
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::{fixture, ids};
 use detox_lm::gpt2::Gpt2;
 use detox_lm::local::LocalLm;
 use detox_lm::sampling::SamplingParams;
 use detox_lm::tokenizer::LmTokenizer;
 use detox_lm::{GenerationRequest, LanguageModel};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn expected() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("tiny-gpt2-expected.json")).unwrap())
-        .unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    common::expected("tiny-gpt2")
 }
 
 fn model() -> Gpt2 {
@@ -66,12 +53,7 @@ fn logits_at_every_position_match_transformers() {
             .to_vec2::<f32>()
             .unwrap();
         assert_eq!(got.len(), s.len());
-        let mut worst = 0f32;
-        for (g, w) in got.iter().zip(want.as_array().unwrap()) {
-            for (a, b) in g.iter().zip(w.as_array().unwrap()) {
-                worst = worst.max((a - b.as_f64().unwrap() as f32).abs());
-            }
-        }
+        let worst = common::worst_diff(&got, want);
         assert!(worst < 1e-4, "max |logit diff| {worst} on {s:?}");
     }
 }

@@ -1,29 +1,16 @@
 //! The GGUF llama code against PyTorch `transformers` on a tiny random llama
 //! (fixtures made by `scripts/make_lm_fixtures.py`).
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::{fixture, ids};
 use detox_lm::llama::{Llama, WeightMode};
 use detox_lm::sampling::SamplingParams;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn expected() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("tiny-llama-expected.json")).unwrap())
-        .unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    common::expected("tiny-llama")
 }
 
 fn model() -> Llama {
@@ -62,12 +49,7 @@ fn logits_at_every_position_match_transformers() {
             .unwrap()
             .to_vec2::<f32>()
             .unwrap();
-        let mut worst = 0f32;
-        for (g, w) in got.iter().zip(want.as_array().unwrap()) {
-            for (a, b) in g.iter().zip(w.as_array().unwrap()) {
-                worst = worst.max((a - b.as_f64().unwrap() as f32).abs());
-            }
-        }
+        let worst = common::worst_diff(&got, want);
         assert!(worst < 1e-4, "max |logit diff| {worst} on {s:?}");
     }
 }

@@ -3,29 +3,16 @@
 //! pre-tokenizer against llama.cpp (`llama-cpp-python`), on tiny random models written by
 //! `scripts/make_lm_fixtures.py --qwen`.
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::{fixture, ids};
 use detox_lm::llama::{Llama, WeightMode};
 use detox_lm::tokenizer::LmTokenizer;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn expected(kind: &str) -> Value {
-    let p = fixture(&format!("tiny-{kind}-expected.json"));
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    common::expected(&format!("tiny-{kind}"))
 }
 
 fn check_logits(kind: &str) {
@@ -68,12 +55,7 @@ fn check_logits(kind: &str) {
                         .unwrap(),
                 );
             }
-            let mut worst = 0f32;
-            for (g, w) in got.iter().zip(want.as_array().unwrap()) {
-                for (a, b) in g.iter().zip(w.as_array().unwrap()) {
-                    worst = worst.max((a - b.as_f64().unwrap() as f32).abs());
-                }
-            }
+            let worst = common::worst_diff(&got, want);
             assert_eq!(got.len(), s.len());
             assert!(
                 worst < 1e-4,

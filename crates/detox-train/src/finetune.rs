@@ -190,6 +190,34 @@ impl Drop for ThreadsGuard {
     }
 }
 
+/// Attention heads, layer-norm epsilon and whether GELU is the tanh kind, from `config.json`.
+fn block_config(encoder_dir: &Path) -> Result<(usize, f64, bool), TrainError> {
+    let path = encoder_dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| TrainError::Io(path.display().to_string(), e))?;
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
+    let heads = config["num_attention_heads"]
+        .as_u64()
+        .ok_or_else(|| TrainError::Data(format!("{}: no num_attention_heads", path.display())))?
+        as usize;
+    let eps = config["layer_norm_eps"].as_f64().unwrap_or(1e-12);
+    let tanh_gelu = matches!(
+        config["hidden_act"].as_str(),
+        Some("gelu_new" | "gelu_pytorch_tanh" | "gelu_fast")
+    );
+    Ok((heads, eps, tanh_gelu))
+}
+
+/// The additive attention mask of right-padded rows: [B, 1, 1, L], 0 on tokens, -10^4 on pads.
+fn padding_mask(lengths: &[usize], b: usize, l: usize) -> Result<Tensor, TrainError> {
+    let mask: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&len| (0..l).map(move |j| if j < len { 0.0 } else { -1e4 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (b, 1, 1, l), &Device::Cpu)?)
+}
+
 /// What fine-tuning produced.
 pub struct Tuned {
     /// The head's tensors (`w1`, `b1`, and `w2`, `b2` with a hidden layer), all targets.
@@ -226,18 +254,7 @@ pub fn fine_tune(
             "--fine-tune-layers must be between 1 and the encoder's {total} blocks"
         )));
     }
-    let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(encoder_dir.join("config.json")).map_err(|e| {
-            TrainError::Io(encoder_dir.join("config.json").display().to_string(), e)
-        })?,
-    )
-    .map_err(|e| TrainError::Data(format!("config.json: {e}")))?;
-    let heads = config["num_attention_heads"].as_u64().unwrap_or(12) as usize;
-    let eps = config["layer_norm_eps"].as_f64().unwrap_or(1e-12);
-    let tanh_gelu = matches!(
-        config["hidden_act"].as_str(),
-        Some("gelu_new" | "gelu_pytorch_tanh" | "gelu_fast")
-    );
+    let (heads, eps, tanh_gelu) = block_config(encoder_dir)?;
     let weights_path = ["model.safetensors", "pytorch_model.bin"]
         .iter()
         .map(|f| encoder_dir.join(f))
@@ -314,11 +331,7 @@ pub fn fine_tune(
             let bt: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
             let (x, lengths) = encoder.lower_states(&bt, cfg.layers)?;
             let (b, l, _) = x.dims3()?;
-            let mask: Vec<f32> = lengths
-                .iter()
-                .flat_map(|&len| (0..l).map(move |j| if j < len { 0.0 } else { -1e4 }))
-                .collect();
-            let additive = Tensor::from_vec(mask, (b, 1, 1, l), &Device::Cpu)?;
+            let additive = padding_mask(&lengths, b, l)?;
             let mut hdn = x;
             for blk in &blocks {
                 hdn = blk.forward(&hdn, &additive, heads, eps, tanh_gelu)?;
@@ -403,25 +416,15 @@ pub fn top_blocks_forward(
     texts: &[&str],
     layers: usize,
 ) -> Result<(Tensor, Vec<usize>), TrainError> {
-    let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(encoder_dir.join("config.json"))
-            .map_err(|e| TrainError::Io("config.json".into(), e))?,
-    )
-    .map_err(|e| TrainError::Data(format!("config.json: {e}")))?;
-    let heads = config["num_attention_heads"].as_u64().unwrap_or(12) as usize;
-    let eps = config["layer_norm_eps"].as_f64().unwrap_or(1e-12);
+    let (heads, eps, tanh_gelu) = block_config(encoder_dir)?;
     let all = candle_core::safetensors::load(encoder_dir.join("model.safetensors"), &Device::Cpu)?;
     let total = encoder.num_layers();
     let (x, lengths) = encoder.lower_states(texts, layers)?;
     let (b, l, _) = x.dims3()?;
-    let mask: Vec<f32> = lengths
-        .iter()
-        .flat_map(|&len| (0..l).map(move |j| if j < len { 0.0 } else { -1e4 }))
-        .collect();
-    let additive = Tensor::from_vec(mask, (b, 1, 1, l), &Device::Cpu)?;
+    let additive = padding_mask(&lengths, b, l)?;
     let mut h = x;
     for i in total - layers..total {
-        h = BlockVars::load(&all, i)?.forward(&h, &additive, heads, eps, false)?;
+        h = BlockVars::load(&all, i)?.forward(&h, &additive, heads, eps, tanh_gelu)?;
     }
     Ok((h, lengths))
 }

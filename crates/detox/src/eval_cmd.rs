@@ -821,6 +821,16 @@ fn with_perplexity(mut m: SubsetMetrics, chosen: &[&PerPrompt]) -> SubsetMetrics
     m
 }
 
+fn samples_of<'a>(chosen: &[&PerPrompt<'a>]) -> Vec<PromptSamples<'a>> {
+    chosen
+        .iter()
+        .map(|x| PromptSamples {
+            toxicity: x.toxicity.clone(),
+            texts: x.texts.clone(),
+        })
+        .collect()
+}
+
 fn compute_metrics(
     per: &[PerPrompt],
     prompt_tox: &[Option<f64>],
@@ -843,13 +853,7 @@ fn compute_metrics(
         if chosen.is_empty() {
             continue;
         }
-        let samples: Vec<PromptSamples> = chosen
-            .iter()
-            .map(|x| PromptSamples {
-                toxicity: x.toxicity.clone(),
-                texts: x.texts.clone(),
-            })
-            .collect();
+        let samples = samples_of(&chosen);
         let m = subset_metrics(&samples, threshold, 1000, seed);
         out.insert(s.name().to_string(), with_perplexity(m, &chosen));
     }
@@ -863,13 +867,7 @@ fn unprompted_metrics(
     seed: u64,
 ) -> BTreeMap<String, SubsetMetrics> {
     let chosen: Vec<&PerPrompt> = per.iter().collect();
-    let samples: Vec<PromptSamples> = chosen
-        .iter()
-        .map(|x| PromptSamples {
-            toxicity: x.toxicity.clone(),
-            texts: x.texts.clone(),
-        })
-        .collect();
+    let samples = samples_of(&chosen);
     let mut m = with_perplexity(subset_metrics(&samples, threshold, 1000, seed), &chosen);
     let all: Vec<f64> = per
         .iter()

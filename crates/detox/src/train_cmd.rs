@@ -277,6 +277,12 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             }
             bar.set_message(format!("fine-tuning, epoch {epoch}, loss {loss:.4}"));
             bar.set_position(step as u64);
+            // Without a terminal the bar is hidden: a line every tenth of an epoch instead.
+            if !std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && (step % (steps / 10).max(1) == 0 || step == steps)
+            {
+                eprintln!("detox: fine-tuning epoch {epoch}: step {step}/{steps}, loss {loss:.4}");
+            }
         }
     };
     let report = if ngram {
@@ -333,19 +339,6 @@ pub struct QualityArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-
-    /// After fitting the head, fine-tune the encoder's top N blocks with it (candle autograd;
-    /// the tuned blocks are saved in the head's folder). 0: the encoder stays frozen.
-    #[arg(long, default_value_t = 0)]
-    pub fine_tune_layers: usize,
-
-    /// Fine-tuning epochs.
-    #[arg(long, default_value_t = 2)]
-    pub fine_tune_epochs: usize,
-
-    /// Fine-tuning learning rate of the encoder blocks (the head uses 5x this).
-    #[arg(long, default_value_t = 2e-5)]
-    pub fine_tune_lr: f64,
 
     /// Compute threads (default: all cores).
     #[arg(long)]
