@@ -47,6 +47,9 @@ pub enum Subset {
 }
 
 impl Subset {
+    /// Every subset, in the order metrics list them.
+    pub const ALL: [Subset; 4] = [Self::Full, Self::Toxic, Self::Nontoxic, Self::Challenging];
+
     /// Parses `full`, `toxic`, `nontoxic` or `challenging`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {

@@ -227,30 +227,29 @@ impl PromptToxicity {
     }
 }
 
-/// Fills in prompt toxicity with the scorer where the file has none.
-fn prompt_toxicity(
-    prompts: &[Prompt],
+/// Fills in each prompt's toxicity with the scorer's where the file has none (the record as
+/// read stays as it was) and says where the values came from.
+fn fill_prompt_toxicity(
+    prompts: &mut [Prompt],
     scorer: &dyn detox_core::Scorer,
     attr: usize,
-) -> Result<(Vec<Option<f64>>, PromptToxicity)> {
+) -> Result<PromptToxicity> {
     let missing: Vec<usize> = (0..prompts.len())
         .filter(|&i| prompts[i].toxicity.is_none())
         .collect();
-    let mut tox: Vec<Option<f64>> = prompts.iter().map(|p| p.toxicity).collect();
     if missing.is_empty() {
-        return Ok((tox, PromptToxicity::File));
+        return Ok(PromptToxicity::File);
     }
     let texts: Vec<&str> = missing.iter().map(|&i| prompts[i].text.as_str()).collect();
     let scores = scorer.score(&texts)?;
     for (&i, s) in missing.iter().zip(&scores) {
-        tox[i] = s.values.get(attr).map(|&v| v as f64);
+        prompts[i].toxicity = s.values.get(attr).map(|&v| v as f64);
     }
-    let source = if missing.len() == prompts.len() {
+    Ok(if missing.len() == prompts.len() {
         PromptToxicity::Scorer
     } else {
         PromptToxicity::Mixed
-    };
-    Ok((tox, source))
+    })
 }
 
 /// The prompts of the unprompted mode: groups of k generations from the empty prompt.
@@ -314,37 +313,21 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
     // Prompt toxicity (for the toxic/nontoxic subsets): the file's, else the scorer's. A
     // subset selection needs it for every prompt; otherwise only the prompts kept are scored.
     let needs_all = matches!(subset, Some(Subset::Toxic | Subset::Nontoxic));
-    let mut prompt_tox: Vec<Option<f64>>;
     let mut tox_source = PromptToxicity::Absent;
     if args.unprompted.is_none() && needs_all {
-        let (t, s) = prompt_toxicity(&prompts, scorer.as_ref(), tox_attr)?;
-        prompt_tox = t;
-        tox_source = s;
-    } else {
-        prompt_tox = vec![None; prompts.len()];
+        tox_source = fill_prompt_toxicity(&mut prompts, scorer.as_ref(), tox_attr)?;
     }
     if let Some(s) = subset {
-        let keep: Vec<bool> = prompts
-            .iter()
-            .zip(&prompt_tox)
-            .map(|(p, t)| s.contains(p, *t))
-            .collect();
-        let mut it = keep.iter();
-        prompts.retain(|_| *it.next().unwrap_or(&false));
-        let mut it = keep.iter();
-        prompt_tox.retain(|_| *it.next().unwrap_or(&false));
+        prompts.retain(|p| s.contains(p, p.toxicity));
     }
     if let Some(n) = args.limit {
         prompts.truncate(n);
-        prompt_tox.truncate(n);
     }
     if prompts.is_empty() {
         anyhow::bail!("no prompts to evaluate");
     }
     if args.unprompted.is_none() && !needs_all {
-        let (t, s) = prompt_toxicity(&prompts, scorer.as_ref(), tox_attr)?;
-        prompt_tox = t;
-        tox_source = s;
+        tox_source = fill_prompt_toxicity(&mut prompts, scorer.as_ref(), tox_attr)?;
     }
 
     let lm = load_lm(
@@ -486,7 +469,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
                 )?,
             )?;
         }
-        let gens = dir.join("generations.jsonl");
+        let gens = gens_path;
         let previous = completed(&gens)?;
         if previous.len() > prompts.len() {
             anyhow::bail!("{} has more lines than prompts", gens.display());
@@ -654,7 +637,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
     let metrics = if args.unprompted.is_some() {
         unprompted_metrics(&per, args.samples, threshold, args.seed)
     } else {
-        compute_metrics(&per, &prompt_tox, threshold, args.seed)
+        compute_metrics(&per, threshold, args.seed)
     };
     let out = json!({
         "threshold": args.threshold,
@@ -671,8 +654,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         )?;
         let report_prompts: Vec<ReportPrompt> = per
             .iter()
-            .zip(&prompt_tox)
-            .map(|(x, t)| {
+            .map(|x| {
                 let (max, worst) =
                     x.toxicity
                         .iter()
@@ -687,20 +669,15 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
                 let subsets = if args.unprompted.is_some() {
                     vec!["unprompted".to_string()]
                 } else {
-                    [
-                        Subset::Full,
-                        Subset::Toxic,
-                        Subset::Nontoxic,
-                        Subset::Challenging,
-                    ]
-                    .iter()
-                    .filter(|s| s.contains(x.prompt, *t))
-                    .map(|s| s.name().to_string())
-                    .collect()
+                    Subset::ALL
+                        .iter()
+                        .filter(|s| s.contains(x.prompt, x.prompt.toxicity))
+                        .map(|s| s.name().to_string())
+                        .collect()
                 };
                 ReportPrompt {
                     text: x.prompt.text.clone(),
-                    prompt_toxicity: *t,
+                    prompt_toxicity: x.prompt.toxicity,
                     max_toxicity: max,
                     worst: worst.to_string(),
                     subsets,
@@ -833,22 +810,14 @@ fn samples_of<'a>(chosen: &[&PerPrompt<'a>]) -> Vec<PromptSamples<'a>> {
 
 fn compute_metrics(
     per: &[PerPrompt],
-    prompt_tox: &[Option<f64>],
     threshold: Threshold,
     seed: u64,
 ) -> BTreeMap<String, SubsetMetrics> {
     let mut out = BTreeMap::new();
-    for s in [
-        Subset::Full,
-        Subset::Toxic,
-        Subset::Nontoxic,
-        Subset::Challenging,
-    ] {
+    for s in Subset::ALL {
         let chosen: Vec<&PerPrompt> = per
             .iter()
-            .zip(prompt_tox)
-            .filter(|(x, t)| s.contains(x.prompt, **t))
-            .map(|(x, _)| x)
+            .filter(|x| s.contains(x.prompt, x.prompt.toxicity))
             .collect();
         if chosen.is_empty() {
             continue;
