@@ -92,3 +92,11 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Resu
     }
     candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
 }
+
+/// Fails when `tokens` exceed a model's context.
+pub fn check_context(tokens: usize, context: usize) -> Result<()> {
+    if tokens > context {
+        candle_core::bail!("{tokens} tokens exceed the model's context of {context}");
+    }
+    Ok(())
+}

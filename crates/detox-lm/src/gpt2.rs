@@ -5,8 +5,9 @@
 //! Hugging Face stores GPT-2's projections as `Conv1D` (weight `[in, out]`); they are
 //! transposed once on load. The output layer is the token embedding (tied).
 
-use crate::cache::{attend, causal_mask, KvCache};
+use crate::cache::{attend, causal_mask, check_context, KvCache};
 use crate::dense::Dense;
+use crate::CausalLm;
 use candle_core::{DType, Device, Result, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -224,29 +225,25 @@ impl Gpt2 {
             device: device.clone(),
         })
     }
+}
 
-    /// The device the weights live on.
-    pub fn device(&self) -> &Device {
+impl CausalLm for Gpt2 {
+    fn device(&self) -> &Device {
         &self.device
     }
 
-    /// An empty cache.
-    pub fn new_cache(&self) -> KvCache {
+    fn new_cache(&self) -> KvCache {
         KvCache::new(self.config.layers)
     }
 
-    /// Runs `ids` [B, L] (all rows at the same positions, after the cached ones) and returns
-    /// logits: [B, L, vocab] when `all` is set, else [B, vocab] for the last position.
-    pub fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
+    fn context(&self) -> usize {
+        self.config.context
+    }
+
+    fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let pos = cache.len();
-        if pos + l > self.config.context {
-            candle_core::bail!(
-                "{} tokens exceed the model's context of {}",
-                pos + l,
-                self.config.context
-            );
-        }
+        check_context(pos + l, self.config.context)?;
         let (hd, h) = (self.config.hidden, self.config.heads);
         let d = hd / h;
         let tok = self

@@ -40,39 +40,10 @@ pub trait CausalLm: Send + Sync {
     fn context(&self) -> usize;
 }
 
-impl CausalLm for llama::Llama {
-    fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
-        llama::Llama::forward(self, ids, cache, all)
-    }
-    fn new_cache(&self) -> KvCache {
-        llama::Llama::new_cache(self)
-    }
-    fn device(&self) -> &Device {
-        llama::Llama::device(self)
-    }
-    fn context(&self) -> usize {
-        self.config.context
-    }
-}
-
-impl CausalLm for gpt2::Gpt2 {
-    fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
-        gpt2::Gpt2::forward(self, ids, cache, all)
-    }
-    fn new_cache(&self) -> KvCache {
-        gpt2::Gpt2::new_cache(self)
-    }
-    fn device(&self) -> &Device {
-        gpt2::Gpt2::device(self)
-    }
-    fn context(&self) -> usize {
-        self.config.context
-    }
-}
-
 /// Samples `k` continuations of `prompt` (token ids), at most `max_new` tokens each, stopping a
-/// sample at any id in `stop` (not included). The prompt is prefilled once; its cache is shared by the k samples, which
-/// decode as one batch. `prompt_index` keys the random streams (with the seed).
+/// sample at any id in `stop` (not included). The prompt is prefilled once; its cache is shared
+/// by the k samples, which decode as one batch. `prompt_index` keys the random streams (with
+/// the seed).
 pub fn generate(
     model: &dyn CausalLm,
     prompt: &[u32],

@@ -7,8 +7,9 @@
 //! token embedding is dequantized once. Rotary embeddings: the interleaved kind for `llama`
 //! (llama.cpp's converter permutes its Q/K rows), the rotate-half (NEOX) kind for Qwen.
 
-use crate::cache::{attend, causal_mask, KvCache};
+use crate::cache::{attend, causal_mask, check_context, KvCache};
 use crate::dense::Dense;
+use crate::CausalLm;
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::path::Path;
@@ -243,29 +244,25 @@ impl Llama {
             device: device.clone(),
         })
     }
+}
 
-    /// The device the weights live on.
-    pub fn device(&self) -> &Device {
+impl CausalLm for Llama {
+    fn device(&self) -> &Device {
         &self.device
     }
 
-    /// An empty cache.
-    pub fn new_cache(&self) -> KvCache {
+    fn new_cache(&self) -> KvCache {
         KvCache::new(self.config.layers)
     }
 
-    /// Runs `ids` [B, L] (all rows at the same positions, after the cached ones) and returns
-    /// logits: [B, L, vocab] when `all` is set, else [B, vocab] for the last position.
-    pub fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
+    fn context(&self) -> usize {
+        self.config.context
+    }
+
+    fn forward(&self, ids: &Tensor, cache: &mut KvCache, all: bool) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let pos = cache.len();
-        if pos + l > self.config.context {
-            candle_core::bail!(
-                "{} tokens exceed the model's context of {}",
-                pos + l,
-                self.config.context
-            );
-        }
+        check_context(pos + l, self.config.context)?;
         let (h, kvh, d) = (
             self.config.heads,
             self.config.kv_heads,

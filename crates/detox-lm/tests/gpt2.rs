@@ -9,6 +9,7 @@ use detox_lm::gpt2::Gpt2;
 use detox_lm::local::LocalLm;
 use detox_lm::sampling::SamplingParams;
 use detox_lm::tokenizer::LmTokenizer;
+use detox_lm::CausalLm;
 use detox_lm::{GenerationRequest, LanguageModel};
 use serde_json::Value;
 

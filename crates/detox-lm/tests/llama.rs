@@ -7,6 +7,7 @@ use candle_core::{Device, Tensor};
 use common::{fixture, ids};
 use detox_lm::llama::{Llama, WeightMode};
 use detox_lm::sampling::SamplingParams;
+use detox_lm::CausalLm;
 use serde_json::Value;
 
 fn expected() -> Value {

@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use common::{fixture, ids};
 use detox_lm::llama::{Llama, WeightMode};
 use detox_lm::tokenizer::LmTokenizer;
+use detox_lm::CausalLm;
 use serde_json::Value;
 
 fn expected(kind: &str) -> Value {
