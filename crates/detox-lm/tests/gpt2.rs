@@ -3,13 +3,12 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use common::{fixture, ids};
 use detox_lm::gpt2::Gpt2;
 use detox_lm::local::LocalLm;
 use detox_lm::sampling::SamplingParams;
 use detox_lm::tokenizer::LmTokenizer;
-use detox_lm::CausalLm;
 use detox_lm::{GenerationRequest, LanguageModel};
 use serde_json::Value;
 
@@ -21,9 +20,6 @@ fn model() -> Gpt2 {
     Gpt2::load(&fixture("tiny-gpt2"), &Device::Cpu).unwrap()
 }
 
-fn row(s: &[u32]) -> Tensor {
-    Tensor::new(s, &Device::Cpu).unwrap().unsqueeze(0).unwrap()
-}
 
 #[test]
 fn logits_at_every_position_match_transformers() {
@@ -37,26 +33,7 @@ fn logits_at_every_position_match_transformers() {
         ),
         (2, 4, 320, Some(0))
     );
-    let e = expected();
-    for (seq, want) in e["sequences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(e["logits"].as_array().unwrap())
-    {
-        let s = ids(seq);
-        let mut cache = m.new_cache();
-        let got = m
-            .forward(&row(&s), &mut cache, true)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        assert_eq!(got.len(), s.len());
-        let worst = common::worst_diff(&got, want);
-        assert!(worst < 1e-4, "max |logit diff| {worst} on {s:?}");
-    }
+    common::assert_logits_match(&m, &expected());
 }
 
 #[test]
@@ -64,32 +41,7 @@ fn cached_decoding_matches_the_full_pass_and_greedy_matches_transformers() {
     let m = model();
     let e = expected();
     let seq = ids(&e["sequences"][1]);
-    let mut cache = m.new_cache();
-    let mut last = m.forward(&row(&seq[..7]), &mut cache, false).unwrap();
-    for &t in &seq[7..] {
-        last = m.forward(&row(&[t]), &mut cache, false).unwrap();
-    }
-    let full = m.forward(&row(&seq), &mut m.new_cache(), false).unwrap();
-    let d = (last - full)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(d < 1e-4, "{d}");
-
-    let greedy = ids(&e["greedy"]);
-    let prompt = ids(&e["sequences"][0]);
-    let params = SamplingParams {
-        temperature: 0.0,
-        ..Default::default()
-    };
-    let out = detox_lm::generate(&m, &prompt, 3, 8, &[], &params, 0).unwrap();
-    for r in &out {
-        assert_eq!(r.as_slice(), &greedy[prompt.len()..], "greedy continuation");
-    }
+    common::assert_cached_and_greedy_match(&m, &e, &seq, 7);
 }
 
 #[test]

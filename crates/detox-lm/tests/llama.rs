@@ -30,29 +30,7 @@ fn logits_at_every_position_match_transformers() {
         ),
         (2, 4, 2, 96)
     );
-    let e = expected();
-    for (seq, want) in e["sequences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(e["logits"].as_array().unwrap())
-    {
-        let s = ids(seq);
-        let mut cache = m.new_cache();
-        let x = Tensor::new(s.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let got = m
-            .forward(&x, &mut cache, true)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        let worst = common::worst_diff(&got, want);
-        assert!(worst < 1e-4, "max |logit diff| {worst} on {s:?}");
-    }
+    common::assert_logits_match(&m, &expected());
 }
 
 #[test]
@@ -94,51 +72,8 @@ fn cached_decoding_matches_the_full_forward_and_greedy_generation() {
     let m = model();
     let e = expected();
     let seq = ids(&e["sequences"][2]);
-    // Prefill half, then one token at a time: the last logits equal a single full pass.
-    let mut cache = m.new_cache();
-    let head = Tensor::new(&seq[..5], &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let mut last = m.forward(&head, &mut cache, false).unwrap();
-    for &t in &seq[5..] {
-        let x = Tensor::new(&[t], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        last = m.forward(&x, &mut cache, false).unwrap();
-    }
-    let mut full_cache = m.new_cache();
-    let all = Tensor::new(seq.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let full = m.forward(&all, &mut full_cache, false).unwrap();
-    let d = (last - full)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(d < 1e-4, "{d}");
-
-    // Greedy decoding of k rows sharing the prompt's cache reproduces transformers' greedy text.
-    let greedy = ids(&e["greedy"]);
-    let prompt = ids(&e["sequences"][0]);
-    let params = SamplingParams {
-        temperature: 0.0,
-        ..Default::default()
-    };
-    let out = detox_lm::generate(&m, &prompt, 3, 8, &[], &params, 0).unwrap();
-    for row in &out {
-        assert_eq!(
-            row.as_slice(),
-            &greedy[prompt.len()..],
-            "greedy continuation"
-        );
-    }
+    // Prefill half, then one token at a time.
+    common::assert_cached_and_greedy_match(&m, &e, &seq, 5);
 }
 
 #[test]
