@@ -20,7 +20,6 @@ fn model() -> Gpt2 {
     Gpt2::load(&fixture("tiny-gpt2"), &Device::Cpu).unwrap()
 }
 
-
 #[test]
 fn logits_at_every_position_match_transformers() {
     let m = model();

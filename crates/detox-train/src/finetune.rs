@@ -11,8 +11,9 @@
 
 use crate::fit::Rng;
 use crate::TrainError;
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var, D};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use detox_scorers::models::Weights;
 use detox_scorers::SentenceEncoder;
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,7 +56,6 @@ impl Default for TuneConfig {
 struct BlockVars {
     names: Vec<String>,
     vars: HashMap<String, Var>,
-    prefix: String,
 }
 
 const PARTS: [&str; 16] = [
@@ -78,10 +78,10 @@ const PARTS: [&str; 16] = [
 ];
 
 impl BlockVars {
-    fn load(all: &HashMap<String, Tensor>, layer: usize) -> Result<Self, TrainError> {
+    fn load(weights: &Weights, layer: usize) -> Result<Self, TrainError> {
         let probe = format!("encoder.layer.{layer}.{}", PARTS[0]);
-        let full = all
-            .keys()
+        let full = weights
+            .names()
             .find(|k| k.ends_with(&probe))
             .ok_or_else(|| {
                 TrainError::Data(format!(
@@ -89,33 +89,19 @@ impl BlockVars {
                 ))
             })?
             .clone();
-        let prefix = full[..full.len() - PARTS[0].len()].to_string();
+        let prefix = &full[..full.len() - PARTS[0].len()];
         let mut vars = HashMap::new();
         let mut names = Vec::new();
         for part in PARTS {
+            // `Weights` already renamed old checkpoints' gamma/beta and converted to f32.
             let name = format!("{prefix}{part}");
-            // Old checkpoints call layer-norm parameters gamma/beta.
-            let t = all
-                .get(&name)
-                .or_else(|| {
-                    all.get(
-                        &name
-                            .replace("LayerNorm.weight", "LayerNorm.gamma")
-                            .replace("LayerNorm.bias", "LayerNorm.beta"),
-                    )
-                })
-                .ok_or_else(|| TrainError::Data(format!("the encoder has no `{name}`")))?;
             vars.insert(
                 part.to_string(),
-                Var::from_tensor(&t.to_dtype(DType::F32)?)?,
+                Var::from_tensor(&weights.get_any(&name)?)?,
             );
             names.push(name);
         }
-        Ok(Self {
-            names,
-            vars,
-            prefix,
-        })
+        Ok(Self { names, vars })
     }
 
     fn v(&self, part: &str) -> &Tensor {
@@ -190,6 +176,12 @@ impl Drop for ThreadsGuard {
     }
 }
 
+/// The encoder checkpoint's tensors (safetensors or PyTorch pickle), as the scorers read them.
+fn encoder_weights(encoder_dir: &Path) -> Result<Weights, TrainError> {
+    let file = detox_scorers::classifier::weights_file(encoder_dir)?;
+    Ok(Weights::load(&file, None, &Device::Cpu)?)
+}
+
 /// Attention heads, layer-norm epsilon and whether GELU is the tanh kind, from `config.json`.
 fn block_config(encoder_dir: &Path) -> Result<(usize, f64, bool), TrainError> {
     let path = encoder_dir.join("config.json");
@@ -255,14 +247,9 @@ pub fn fine_tune(
         )));
     }
     let (heads, eps, tanh_gelu) = block_config(encoder_dir)?;
-    let weights_path = ["model.safetensors", "pytorch_model.bin"]
-        .iter()
-        .map(|f| encoder_dir.join(f))
-        .find(|p| p.exists())
-        .ok_or_else(|| TrainError::Data("the encoder has no model.safetensors".into()))?;
-    let all = candle_core::safetensors::load(&weights_path, &Device::Cpu)?;
+    let weights = encoder_weights(encoder_dir)?;
     let blocks: Vec<BlockVars> = (total - cfg.layers..total)
-        .map(|i| BlockVars::load(&all, i))
+        .map(|i| BlockVars::load(&weights, i))
         .collect::<Result<_, _>>()?;
 
     let var = |name: &str| -> Result<Var, TrainError> {
@@ -399,7 +386,6 @@ pub fn fine_tune(
         for (part, name) in PARTS.iter().zip(&blk.names) {
             layers.push((name.clone(), blk.vars[*part].as_tensor().clone()));
         }
-        let _ = &blk.prefix;
     }
     Ok(Tuned {
         head: head_out,
@@ -417,14 +403,14 @@ pub fn top_blocks_forward(
     layers: usize,
 ) -> Result<(Tensor, Vec<usize>), TrainError> {
     let (heads, eps, tanh_gelu) = block_config(encoder_dir)?;
-    let all = candle_core::safetensors::load(encoder_dir.join("model.safetensors"), &Device::Cpu)?;
+    let weights = encoder_weights(encoder_dir)?;
     let total = encoder.num_layers();
     let (x, lengths) = encoder.lower_states(texts, layers)?;
     let (b, l, _) = x.dims3()?;
     let additive = padding_mask(&lengths, b, l)?;
     let mut h = x;
     for i in total - layers..total {
-        h = BlockVars::load(&all, i)?.forward(&h, &additive, heads, eps, tanh_gelu)?;
+        h = BlockVars::load(&weights, i)?.forward(&h, &additive, heads, eps, tanh_gelu)?;
     }
     Ok((h, lengths))
 }
