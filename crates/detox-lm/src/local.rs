@@ -24,20 +24,7 @@ fn msg(m: impl std::fmt::Display) -> LmError {
 }
 
 fn sha256(path: &Path) -> Result<String, LmError> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).map_err(|e| msg(format!("{}: {e}", path.display())))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| msg(format!("{}: {e}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    detox_hub::sha256_file(path).map_err(msg)
 }
 
 fn is_gguf(path: &Path) -> bool {

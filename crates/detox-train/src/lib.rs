@@ -234,6 +234,11 @@ pub fn train(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TrainReport, TrainError> {
     check_targets(examples, opts.attributes.len())?;
+    if opts.fine_tune.layers > 0 && opts.pooling != detox_scorers::Pooling::Mean {
+        return Err(TrainError::Data(
+            "fine-tuning supports mean pooling only".into(),
+        ));
+    }
     let encoder =
         SentenceEncoder::from_hf_dir(&opts.encoder_dir, opts.batch_size, Some(opts.max_tokens))?
             .with_parallel_batches(opts.parallel)
@@ -283,11 +288,6 @@ pub fn train(
     // Optionally, fine-tune the encoder's top blocks with the head, then embed every text
     // again with the tuned encoder.
     let (tensors, final_loss, overrides, tuned_emb) = if opts.fine_tune.layers > 0 {
-        if opts.pooling != detox_scorers::Pooling::Mean {
-            return Err(TrainError::Data(
-                "fine-tuning supports mean pooling only".into(),
-            ));
-        }
         let train_texts: Vec<&str> = train_idx
             .iter()
             .map(|&i| examples[i].text.as_str())
