@@ -147,21 +147,25 @@ impl LocalLm {
         self.model.as_ref()
     }
 
+    /// A text's ids with BOS first where the tokenizer asks for it, or where the text is empty
+    /// (when the model has a BOS).
+    fn encode_with_bos(&self, text: &str) -> Result<Vec<u32>, LmError> {
+        let mut ids = self.tok.encode(text)?;
+        if self.tok.add_bos || ids.is_empty() {
+            ids.splice(0..0, self.tok.bos);
+        }
+        Ok(ids)
+    }
+
     /// The prompt's ids as the model is fed them: BOS first where the tokenizer asks for it,
     /// BOS alone for an empty prompt, the last tokens kept when it would not leave room for
     /// `room` new ones.
     pub fn prompt_ids(&self, prompt: &str, room: usize) -> Result<Vec<u32>, LmError> {
-        let mut ids = self.tok.encode(prompt)?;
-        if self.tok.add_bos || ids.is_empty() {
-            match self.tok.bos {
-                Some(b) => ids.insert(0, b),
-                None if ids.is_empty() => {
-                    return Err(LmError::Unsupported(
-                        "an empty prompt needs a BOS token, and this model has none".into(),
-                    ))
-                }
-                None => {}
-            }
+        let mut ids = self.encode_with_bos(prompt)?;
+        if ids.is_empty() {
+            return Err(LmError::Unsupported(
+                "an empty prompt needs a BOS token, and this model has none".into(),
+            ));
         }
         let limit = self.model.context().saturating_sub(room).max(1);
         if ids.len() > limit {
@@ -223,17 +227,10 @@ impl LanguageModel for LocalLm {
         continuations: &[&str],
     ) -> Result<Vec<Option<f64>>, LmError> {
         let context = self.model.context();
-        let encode = |text: &str| -> Result<Vec<u32>, LmError> {
-            let mut ids = self.tok.encode(text)?;
-            if self.tok.add_bos || ids.is_empty() {
-                ids.splice(0..0, self.tok.bos);
-            }
-            Ok(ids)
-        };
-        let mut p = encode(prompt)?;
+        let mut p = self.encode_with_bos(prompt)?;
         let mut fulls: Vec<Vec<u32>> = continuations
             .iter()
-            .map(|c| encode(&format!("{prompt}{c}")))
+            .map(|c| self.encode_with_bos(&format!("{prompt}{c}")))
             .collect::<Result<_, _>>()?;
         // Condition on the longest prefix the prompt shares with every full text (BPE may merge
         // across the boundary); DExperts' difference of losses takes care of the rest. With no
