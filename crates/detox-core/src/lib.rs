@@ -28,6 +28,7 @@
 //! assert!((out[0].values[0] - 0.5).abs() < 1e-6);
 //! ```
 
+pub mod compare;
 mod ensemble;
 pub mod metrics;
 pub mod rng;

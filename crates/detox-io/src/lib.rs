@@ -16,6 +16,8 @@
 //! assert!(rows[2].as_ref().unwrap_err().message.contains("missing field `text`"));
 //! ```
 
+pub mod files;
+
 use serde_json::{Map, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
