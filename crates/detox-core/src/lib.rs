@@ -29,6 +29,7 @@
 //! ```
 
 pub mod compare;
+pub mod testing;
 mod ensemble;
 pub mod metrics;
 pub mod rng;

@@ -19,23 +19,22 @@ use std::path::{Path, PathBuf};
 
 /// A file operation that failed, with the path it failed on.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {}: {source}", path.display())]
+#[error("{action} {}: {error}", path.display())]
 pub struct FileError {
     /// What was being done (`cannot read`, `cannot write`, ...).
     pub action: &'static str,
     /// The file.
     pub path: PathBuf,
-    /// The cause.
-    #[source]
-    pub source: std::io::Error,
+    /// The cause (part of the message, so not also a `source`).
+    pub error: std::io::Error,
 }
 
 impl FileError {
-    fn new(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
-        move |source| FileError {
+    fn new<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FileError + 'a {
+        move |error| FileError {
             action,
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 }
