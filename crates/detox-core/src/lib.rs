@@ -29,10 +29,10 @@
 //! ```
 
 pub mod compare;
-pub mod testing;
 mod ensemble;
 pub mod metrics;
 pub mod rng;
+pub mod testing;
 
 pub use ensemble::Ensemble;
 

@@ -1,11 +1,19 @@
 //! The RealToxicityPrompts protocol, measured as the RTP authors define it.
 //!
-//! This crate holds the model-independent half of `detox eval`: prompt sets and subsets
-//! ([`prompts`]), the metrics ([`metrics`]): expected maximum toxicity with its standard
-//! deviation and bootstrap interval, toxicity probability, toxic fraction, RTP's unprompted
-//! bootstrap and DExperts' dist-n, and the run's HTML report ([`report`]). Language models and
-//! the run folder build on it.
+//! This crate is `detox eval` as a library: prompt sets and subsets ([`prompts`]), the
+//! metrics ([`metrics`]): expected maximum toxicity with its standard deviation and bootstrap
+//! interval, toxicity probability, toxic fraction, RTP's unprompted bootstrap and DExperts'
+//! dist-n; the run itself ([`run`]) with its typed records ([`records`]) and crash-safe run
+//! folder ([`folder`]); the summary table ([`table`]) and the HTML report ([`report`]). The
+//! `detox eval` command only parses arguments and builds the models.
 
+pub mod error;
+pub mod folder;
 pub mod metrics;
 pub mod prompts;
+pub mod records;
 pub mod report;
+pub mod run;
+pub mod table;
+
+pub use error::EvalError;

@@ -2,6 +2,7 @@
 //! `challenging`), plain JSONL (any field) or text lines, and a small built-in smoke set
 //! written for this project so the defaults run anywhere (a smoke test, not a benchmark).
 
+use crate::error::EvalError;
 use detox_io::{lookup, Format, InputReader};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -89,12 +90,16 @@ pub fn read_prompts(
     format: Format,
     field: &str,
     source: &str,
-) -> Result<(Vec<Prompt>, Vec<PromptError>), String> {
-    let reader = InputReader::new(data, format, field, source).map_err(|e| e.to_string())?;
+) -> Result<(Vec<Prompt>, Vec<PromptError>), EvalError> {
+    let fatal = |e: detox_io::InputError| EvalError::Prompts {
+        path: source.to_string(),
+        message: e.to_string(),
+    };
+    let reader = InputReader::new(data, format, field, source).map_err(fatal)?;
     let mut prompts = Vec::new();
     let mut errors = Vec::new();
     for row in reader {
-        match row.map_err(|e| e.to_string())? {
+        match row.map_err(fatal)? {
             Ok(item) => {
                 let toxicity = lookup(&item.record, "prompt.toxicity").and_then(Value::as_f64);
                 let challenging = lookup(&item.record, "challenging")
@@ -132,7 +137,7 @@ pub fn read_prompts(
 pub fn load_prompts(
     path: Option<&Path>,
     field: &str,
-) -> Result<(Vec<Prompt>, Vec<PromptError>), String> {
+) -> Result<(Vec<Prompt>, Vec<PromptError>), EvalError> {
     match path {
         None => read_prompts(
             SMOKE_PROMPTS.as_bytes(),
@@ -141,11 +146,14 @@ pub fn load_prompts(
             "built-in smoke prompts",
         ),
         Some(p) => {
-            let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let io = |e: std::io::Error| EvalError::Prompts {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            };
+            let mut f = std::fs::File::open(p).map_err(io)?;
             // The format from the extension, else from the first bytes.
             let mut head = vec![0u8; 4096];
-            let n = std::io::Read::read(&mut f, &mut head)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+            let n = std::io::Read::read(&mut f, &mut head).map_err(io)?;
             head.truncate(n);
             let format = Format::detect(Some(p), &head);
             let data = std::io::Read::chain(std::io::Cursor::new(head), f);

@@ -30,7 +30,10 @@ pub struct FileError {
 }
 
 impl FileError {
-    fn new<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FileError + 'a {
+    fn new<'a>(
+        action: &'static str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> FileError + 'a {
         move |error| FileError {
             action,
             path: path.to_path_buf(),

@@ -7,7 +7,7 @@
 
 use crate::cache::{attend, causal_mask, check_context, KvCache};
 use crate::dense::Dense;
-use crate::CausalLm;
+use crate::{CausalLm, LmError};
 use candle_core::{DType, Device, Result, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -68,26 +68,25 @@ pub struct Gpt2 {
     device: Device,
 }
 
-fn msg(m: impl std::fmt::Display) -> candle_core::Error {
-    candle_core::Error::Msg(m.to_string())
-}
-
 /// Reads the safetensors weights of a folder (`model.safetensors` or the shards that
 /// `model.safetensors.index.json` names), as f32.
-fn read_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+fn read_weights(
+    dir: &Path,
+    device: &Device,
+) -> std::result::Result<HashMap<String, Tensor>, LmError> {
     let single = dir.join("model.safetensors");
     let files: Vec<std::path::PathBuf> = if single.exists() {
         vec![single]
     } else {
         let index = dir.join("model.safetensors.index.json");
         let text = std::fs::read_to_string(&index).map_err(|_| {
-            msg(format!(
-                "{}: no model.safetensors (or model.safetensors.index.json); convert other formats with `transformers` (save_pretrained writes safetensors)",
-                dir.display()
-            ))
+            LmError::file(
+                dir,
+                "no model.safetensors (or model.safetensors.index.json); convert other formats with `transformers` (save_pretrained writes safetensors)",
+            )
         })?;
         let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| msg(format!("{}: {e}", index.display())))?;
+            serde_json::from_str(&text).map_err(|e| LmError::file(&index, e))?;
         let mut names: Vec<String> = v["weight_map"]
             .as_object()
             .map(|m| {
@@ -102,8 +101,8 @@ fn read_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> 
     };
     let mut out = HashMap::new();
     for f in files {
-        for (k, t) in candle_core::safetensors::load(&f, device)
-            .map_err(|e| msg(format!("{}: {e}", f.display())))?
+        for (k, t) in
+            candle_core::safetensors::load(&f, device).map_err(|e| LmError::file(&f, e))?
         {
             out.insert(k, t.to_dtype(DType::F32)?);
         }
@@ -113,35 +112,33 @@ fn read_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> 
 
 impl Gpt2 {
     /// Loads a Hugging Face GPT-2 folder.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+    pub fn load(dir: &Path, device: &Device) -> std::result::Result<Self, LmError> {
         let cfg_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| msg(format!("{}: {e}", cfg_path.display())))?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| LmError::file(&cfg_path, e))?;
         let c: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| msg(format!("{}: {e}", cfg_path.display())))?;
+            serde_json::from_str(&text).map_err(|e| LmError::file(&cfg_path, e))?;
         let model_type = c["model_type"].as_str().unwrap_or("");
         if model_type != "gpt2" {
-            candle_core::bail!(
-                "{}: model_type `{model_type}` is not gpt2",
-                cfg_path.display()
-            );
+            return Err(LmError::file(
+                &cfg_path,
+                format!("model_type `{model_type}` is not gpt2"),
+            ));
         }
-        let num = |k: &str| -> Result<usize> {
-            c[k].as_u64().map(|v| v as usize).ok_or_else(|| {
-                msg(format!(
-                    "{}: `{k}` missing or not a number",
-                    cfg_path.display()
-                ))
-            })
+        let num = |k: &str| -> std::result::Result<usize, LmError> {
+            c[k].as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| LmError::file(&cfg_path, format!("`{k}` missing or not a number")))
         };
         let act = c["activation_function"].as_str().unwrap_or("gelu_new");
         let tanh_gelu = match act {
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => true,
             "gelu" => false,
-            other => candle_core::bail!(
-                "{}: activation_function `{other}` is not supported",
-                cfg_path.display()
-            ),
+            other => {
+                return Err(LmError::Unsupported(format!(
+                    "{}: activation_function `{other}` is not supported",
+                    cfg_path.display()
+                )))
+            }
         };
         let config = Gpt2Config {
             layers: num("n_layer")?,
@@ -155,7 +152,10 @@ impl Gpt2 {
             eos: c["eos_token_id"].as_u64().map(|v| v as u32),
         };
         if config.hidden % config.heads != 0 {
-            candle_core::bail!("{}: n_embd is not a multiple of n_head", cfg_path.display());
+            return Err(LmError::file(
+                &cfg_path,
+                "n_embd is not a multiple of n_head",
+            ));
         }
         let mut w = read_weights(dir, device)?;
         // Checkpoints saved by `GPT2LMHeadModel` prefix names with `transformer.`; the
@@ -165,35 +165,36 @@ impl Gpt2 {
         } else {
             ""
         };
-        let mut take = |name: &str| -> Result<Tensor> {
+        let mut take = |name: &str| -> std::result::Result<Tensor, LmError> {
             w.remove(&format!("{prefix}{name}"))
-                .ok_or_else(|| msg(format!("{}: no tensor `{prefix}{name}`", dir.display())))
+                .ok_or_else(|| LmError::file(dir, format!("no tensor `{prefix}{name}`")))
         };
         let wte = take("wte.weight")?;
         let wpe = take("wpe.weight")?;
         let (vocab, hidden) = wte.dims2()?;
         if hidden != config.hidden || vocab != config.vocab {
-            candle_core::bail!(
-                "{}: wte is [{vocab}, {hidden}], config says [{}, {}]",
-                dir.display(),
-                config.vocab,
-                config.hidden
-            );
+            return Err(LmError::file(
+                dir,
+                format!(
+                    "wte is [{vocab}, {hidden}], config says [{}, {}]",
+                    config.vocab, config.hidden
+                ),
+            ));
         }
         let mut blocks = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
             let mut t = |n: &str| take(&format!("h.{i}.{n}"));
             // Conv1D: y = x W + b with W [in, out].
-            let mut conv = |n: &str| -> Result<Dense> {
+            let mut conv = |n: &str| -> std::result::Result<Dense, LmError> {
                 let weight = t(&format!("{n}.weight"))?;
                 let bias = t(&format!("{n}.bias"))?;
-                Dense::from_in_out(weight, Some(bias))
+                Ok(Dense::from_in_out(weight, Some(bias))?)
             };
             let c_attn = conv("attn.c_attn")?;
             let c_proj = conv("attn.c_proj")?;
             let c_fc = conv("mlp.c_fc")?;
             let mlp_proj = conv("mlp.c_proj")?;
-            let mut ln = |n: &str| -> Result<Norm> {
+            let mut ln = |n: &str| -> std::result::Result<Norm, LmError> {
                 Ok(Norm {
                     weight: t(&format!("{n}.weight"))?,
                     bias: t(&format!("{n}.bias"))?,

@@ -15,12 +15,14 @@ pub mod cache;
 pub mod dense;
 pub mod gpt2;
 pub mod llama;
+pub mod load;
 pub mod local;
 pub mod model;
 pub mod openai;
 pub mod sampling;
 pub mod tokenizer;
 
+pub use load::{load_language_model, LmOptions};
 pub use model::{Completion, GenerationRequest, LanguageModel, LmError};
 
 use cache::KvCache;

@@ -9,7 +9,7 @@
 
 use crate::cache::{attend, causal_mask, check_context, KvCache};
 use crate::dense::Dense;
-use crate::CausalLm;
+use crate::{CausalLm, LmError};
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::path::Path;
@@ -94,12 +94,13 @@ pub struct Llama {
     device: Device,
 }
 
-fn meta_u32(c: &gguf_file::Content, key: &str) -> Result<usize> {
+fn meta_u32(c: &gguf_file::Content, key: &str, path: &Path) -> std::result::Result<usize, LmError> {
     c.metadata
         .get(key)
-        .ok_or_else(|| candle_core::Error::Msg(format!("GGUF metadata has no `{key}`")))?
+        .ok_or_else(|| LmError::file(path, format!("GGUF metadata has no `{key}`")))?
         .to_u32()
         .map(|v| v as usize)
+        .map_err(|e| LmError::file(path, format!("GGUF metadata `{key}`: {e}")))
 }
 
 fn meta_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
@@ -108,12 +109,16 @@ fn meta_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
 
 impl Llama {
     /// Loads a llama-family GGUF file (`llama`, `qwen2`, `qwen3`).
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+    pub fn load(path: &Path, device: &Device) -> std::result::Result<Self, LmError> {
         Self::load_with(path, device, WeightMode::AsStored)
     }
 
     /// Loads a llama-family GGUF file, holding weights as `mode` says.
-    pub fn load_with(path: &Path, device: &Device, mode: WeightMode) -> Result<Self> {
+    pub fn load_with(
+        path: &Path,
+        device: &Device,
+        mode: WeightMode,
+    ) -> std::result::Result<Self, LmError> {
         let qm = |t: candle_core::quantized::QTensor| -> Result<Proj> {
             match mode {
                 WeightMode::AsStored => Ok(Proj::Quantized(QMatMul::from_qtensor(t)?)),
@@ -123,11 +128,9 @@ impl Llama {
                 )?)),
             }
         };
-        let mut f = std::fs::File::open(path)
-            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
-        let c = gguf_file::Content::read(&mut f).map_err(|e| {
-            candle_core::Error::Msg(format!("{}: not a GGUF file: {e}", path.display()))
-        })?;
+        let mut f = std::fs::File::open(path).map_err(|e| LmError::file(path, e))?;
+        let c = gguf_file::Content::read(&mut f)
+            .map_err(|e| LmError::file(path, format!("not a GGUF file: {e}")))?;
         let arch = c
             .metadata
             .get("general.architecture")
@@ -135,26 +138,29 @@ impl Llama {
             .cloned()
             .unwrap_or_default();
         if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
-            candle_core::bail!(
+            return Err(LmError::Unsupported(format!(
                 "{}: architecture `{arch}` is not supported (llama, qwen2, qwen3)",
                 path.display()
-            );
+            )));
         }
         let p = |k: &str| format!("{arch}.{k}");
-        let heads = meta_u32(&c, &p("attention.head_count"))?;
-        let hidden = meta_u32(&c, &p("embedding_length"))?;
+        let heads = meta_u32(&c, &p("attention.head_count"), path)?;
+        let hidden = meta_u32(&c, &p("embedding_length"), path)?;
         let config = LlamaConfig {
-            layers: meta_u32(&c, &p("block_count"))?,
+            layers: meta_u32(&c, &p("block_count"), path)?,
             heads,
-            kv_heads: meta_u32(&c, &p("attention.head_count_kv")).unwrap_or(heads),
+            kv_heads: meta_u32(&c, &p("attention.head_count_kv"), path).unwrap_or(heads),
             hidden,
-            head_dim: meta_u32(&c, &p("attention.key_length")).unwrap_or(hidden / heads),
+            head_dim: meta_u32(&c, &p("attention.key_length"), path).unwrap_or(hidden / heads),
             eps: meta_f32(&c, &p("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f64,
             rope_theta: meta_f32(&c, &p("rope.freq_base")).unwrap_or(10_000.0),
-            context: meta_u32(&c, &p("context_length")).unwrap_or(2048),
+            context: meta_u32(&c, &p("context_length"), path).unwrap_or(2048),
             vocab: 0,
         };
-        let mut tensor = |name: &str| c.tensor(&mut f, name, device);
+        let mut tensor = |name: &str| {
+            c.tensor(&mut f, name, device)
+                .map_err(|e| LmError::file(path, format!("tensor `{name}`: {e}")))
+        };
         let embed_q = tensor("token_embd.weight")?;
         let embed = embed_q.dequantize(device)?;
         let mut config = config;
@@ -217,11 +223,10 @@ impl Llama {
                     .flatten_all()?
                     .to_vec1::<f32>()?;
                 if factors.len() != half {
-                    candle_core::bail!(
-                        "{}: rope_freqs has {} factors, expected {half}",
-                        path.display(),
-                        factors.len()
-                    );
+                    return Err(LmError::file(
+                        path,
+                        format!("rope_freqs has {} factors, expected {half}", factors.len()),
+                    ));
                 }
                 inv.iter().zip(&factors).map(|(f, d)| f / d).collect()
             }

@@ -19,12 +19,8 @@ pub struct LocalLm {
     concurrency: usize,
 }
 
-fn msg(m: impl std::fmt::Display) -> LmError {
-    LmError::Model(candle_core::Error::Msg(m.to_string()))
-}
-
 fn sha256(path: &Path) -> Result<String, LmError> {
-    detox_hub::sha256_file(path).map_err(msg)
+    detox_io::files::sha256_file(path).map_err(|e| LmError::file(path, e.error))
 }
 
 fn is_gguf(path: &Path) -> bool {
@@ -69,13 +65,12 @@ impl LocalLm {
         if path.is_dir() {
             let config = path.join("config.json");
             let text = std::fs::read_to_string(&config).map_err(|e| {
-                msg(format!(
-                    "{}: {e} (a model folder needs a Hugging Face config.json)",
-                    config.display()
-                ))
+                LmError::file(
+                    &config,
+                    format!("{e} (a model folder needs a Hugging Face config.json)"),
+                )
             })?;
-            let c: Value = serde_json::from_str(&text)
-                .map_err(|e| msg(format!("{}: {e}", config.display())))?;
+            let c: Value = serde_json::from_str(&text).map_err(|e| LmError::file(&config, e))?;
             let kind = c["model_type"].as_str().unwrap_or("").to_string();
             if kind != "gpt2" {
                 return Err(LmError::Unsupported(format!(
@@ -90,7 +85,7 @@ impl LocalLm {
             };
             let mut files = serde_json::Map::new();
             let mut names: Vec<_> = std::fs::read_dir(path)
-                .map_err(|e| msg(format!("{}: {e}", path.display())))?
+                .map_err(|e| LmError::file(path, e))?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .filter(|n| n.ends_with(".safetensors") || n == "config.json")
@@ -107,10 +102,7 @@ impl LocalLm {
             });
         }
         if !is_gguf(path) {
-            return Err(msg(format!(
-                "{}: not a GGUF file nor a model folder",
-                path.display()
-            )));
+            return Err(LmError::file(path, "not a GGUF file nor a model folder"));
         }
         let model = Llama::load_with(path, device, mode)?;
         let tok = match tokenizer {

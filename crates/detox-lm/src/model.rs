@@ -27,9 +27,20 @@ pub struct Completion {
 /// Errors of language models.
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {
-    /// A local model failed (loading or running).
+    /// A local model failed while running (or a tensor operation failed while loading).
     #[error("{0}")]
     Model(#[from] candle_core::Error),
+    /// A model, tokenizer or configuration file is missing, unreadable or malformed.
+    #[error("{}: {message}", path.display())]
+    File {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What is wrong, and the fix where there is one.
+        message: String,
+    },
+    /// A registry name could not be resolved to a local model.
+    #[error(transparent)]
+    Hub(#[from] detox_hub::HubError),
     /// A server refused or failed, after the retries allowed.
     #[error("{url}: {message}")]
     Server {
@@ -41,6 +52,16 @@ pub enum LmError {
     /// The model cannot do what was asked.
     #[error("{0}")]
     Unsupported(String),
+}
+
+impl LmError {
+    /// A file error about `path`.
+    pub fn file(path: &std::path::Path, message: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
 }
 
 /// A language model as the evaluation loop sees it.

@@ -7,6 +7,7 @@
 //! splitting applies without a prefix space (candle's generic GGUF tokenizer adds a prefix
 //! space there, which gives other ids after special tokens). Control tokens (type 3) are special.
 
+use crate::LmError;
 use candle_core::quantized::gguf_file;
 use std::path::Path;
 use tokenizers::models::bpe::BPE;
@@ -103,10 +104,10 @@ impl GgufSpecials {
     }
 
     /// Reads them from a GGUF file.
-    pub fn from_gguf(path: &Path) -> candle_core::Result<Self> {
-        let mut f =
-            std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-        let c = gguf_file::Content::read(&mut f)?;
+    pub fn from_gguf(path: &Path) -> std::result::Result<Self, LmError> {
+        let mut f = std::fs::File::open(path).map_err(|e| LmError::file(path, e))?;
+        let c = gguf_file::Content::read(&mut f)
+            .map_err(|e| LmError::file(path, format!("not a GGUF file: {e}")))?;
         Ok(Self::read(&c))
     }
 }
@@ -128,17 +129,17 @@ fn regex_then_bytes(pattern: &str) -> candle_core::Result<PreTokenizerWrapper> {
 
 impl LmTokenizer {
     /// Reads the tokenizer of a GGUF file.
-    pub fn from_gguf(path: &Path) -> candle_core::Result<Self> {
-        let mut f =
-            std::fs::File::open(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-        let c = gguf_file::Content::read(&mut f)?;
+    pub fn from_gguf(path: &Path) -> std::result::Result<Self, LmError> {
+        let mut f = std::fs::File::open(path).map_err(|e| LmError::file(path, e))?;
+        let c = gguf_file::Content::read(&mut f)
+            .map_err(|e| LmError::file(path, format!("not a GGUF file: {e}")))?;
         let get = |k: &str| c.metadata.get(k);
         let model = get("tokenizer.ggml.model")
             .and_then(|v| v.to_string().ok())
             .cloned()
             .unwrap_or_default();
         if model != "gpt2" {
-            return Err(err(format!(
+            return Err(LmError::Unsupported(format!(
                 "{}: tokenizer model `{model}` (SentencePiece for `llama`) is not supported: give the model's tokenizer.json with --tokenizer",
                 path.display()
             )));
@@ -148,22 +149,22 @@ impl LmTokenizer {
             .cloned()
             .unwrap_or_default();
         let tokens: Vec<String> = get("tokenizer.ggml.tokens")
-            .ok_or_else(|| err("GGUF has no tokenizer.ggml.tokens"))?
+            .ok_or_else(|| LmError::file(path, "GGUF has no tokenizer.ggml.tokens"))?
             .to_vec()?
             .iter()
             .map(|v| v.to_string().cloned())
             .collect::<candle_core::Result<_>>()?;
         let merges: Vec<(String, String)> = get("tokenizer.ggml.merges")
-            .ok_or_else(|| err("GGUF has no tokenizer.ggml.merges"))?
+            .ok_or_else(|| LmError::file(path, "GGUF has no tokenizer.ggml.merges"))?
             .to_vec()?
             .iter()
             .map(|v| {
                 let s = v.to_string()?;
                 s.split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| err(format!("bad merge `{s}`")))
+                    .ok_or_else(|| LmError::file(path, format!("bad merge `{s}`")))
             })
-            .collect::<candle_core::Result<_>>()?;
+            .collect::<std::result::Result<_, LmError>>()?;
         let types: Vec<i32> = get("tokenizer.ggml.token_type")
             .and_then(|v| v.to_vec().ok())
             .map(|v| v.iter().map(|x| x.to_i32().unwrap_or(1)).collect())
@@ -176,7 +177,7 @@ impl LmTokenizer {
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
-            .map_err(err)?;
+            .map_err(|e| LmError::file(path, e))?;
         let mut tok = Tokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, true, true);
         let pre_tok: PreTokenizerWrapper = match pre.as_str() {
@@ -206,7 +207,8 @@ impl LmTokenizer {
             .filter(|(_, t)| **t == 3)
             .map(|(s, _)| AddedToken::from(s.clone(), true))
             .collect();
-        tok.add_special_tokens(specials).map_err(err)?;
+        tok.add_special_tokens(specials)
+            .map_err(|e| LmError::file(path, e))?;
         let sp = GgufSpecials::read(&c);
         Ok(Self {
             inner: tok,
@@ -223,9 +225,8 @@ impl LmTokenizer {
         bos: Option<u32>,
         eos: Option<u32>,
         add_bos: bool,
-    ) -> candle_core::Result<Self> {
-        let inner =
-            Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    ) -> std::result::Result<Self, LmError> {
+        let inner = Tokenizer::from_file(path).map_err(|e| LmError::file(path, e))?;
         Ok(Self {
             inner,
             bos,
@@ -242,28 +243,28 @@ impl LmTokenizer {
         dir: &Path,
         bos: Option<u32>,
         eos: Option<u32>,
-    ) -> candle_core::Result<Self> {
+    ) -> std::result::Result<Self, LmError> {
         let json = dir.join("tokenizer.json");
         let inner = if json.exists() {
-            Tokenizer::from_file(&json).map_err(|e| err(format!("{}: {e}", json.display())))?
+            Tokenizer::from_file(&json).map_err(|e| LmError::file(&json, e))?
         } else {
             let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
             if !vocab.exists() || !merges.exists() {
-                return Err(err(format!(
-                    "{}: no tokenizer.json, nor vocab.json + merges.txt",
-                    dir.display()
-                )));
+                return Err(LmError::file(
+                    dir,
+                    "no tokenizer.json, nor vocab.json + merges.txt",
+                ));
             }
             let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
                 .build()
-                .map_err(|e| err(format!("{}: {e}", vocab.display())))?;
+                .map_err(|e| LmError::file(&vocab, e))?;
             let mut tok = Tokenizer::new(bpe);
             tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
             tok.with_decoder(Some(ByteLevel::default()));
             // GPT-2's one special token, when the vocabulary has it.
             if tok.token_to_id("<|endoftext|>").is_some() {
                 tok.add_special_tokens(vec![AddedToken::from("<|endoftext|>", true)])
-                    .map_err(err)?;
+                    .map_err(|e| LmError::file(&vocab, e))?;
             }
             tok
         };

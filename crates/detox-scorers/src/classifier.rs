@@ -64,6 +64,16 @@ pub fn weights_file(dir: &Path) -> Result<std::path::PathBuf, LoadError> {
     })
 }
 
+/// The sha256 of a model folder's weights file ([`weights_file`]): a head's record of the
+/// encoder it was trained on, and the trainer's embedding-cache tag.
+pub fn weights_sha256(dir: &Path) -> Result<String, LoadError> {
+    let p = weights_file(dir)?;
+    detox_io::files::sha256_file(&p).map_err(|e| LoadError::Io {
+        path: e.path.display().to_string(),
+        error: e.error,
+    })
+}
+
 /// The token limit of a model: its positions, lowered by the tokenizer's `model_max_length`
 /// and by the user's request.
 pub(crate) fn max_tokens(model: &EncoderClassifier, dir: &Path, requested: Option<usize>) -> usize {

@@ -42,15 +42,9 @@ fn matrix(v: &Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The largest |difference|; infinity for NaN/inf or mismatched shapes (so `<= tol` fails).
 fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
+    detox_core::compare::max_abs_diff_rows(a, b)
 }
 
 fn check_hf(name: &str) {

@@ -142,14 +142,6 @@ pub struct TrainReport {
     pub dev: Vec<DevMetric>,
 }
 
-/// The sha256 of a model folder's weights file, as a cache tag and provenance.
-pub fn weights_sha256(dir: &Path) -> Result<String, TrainError> {
-    use sha2::{Digest, Sha256};
-    let p = detox_scorers::classifier::weights_file(dir)?;
-    let bytes = std::fs::read(&p).map_err(|e| TrainError::Io(p.display().to_string(), e))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
 /// Embeds every distinct text (using and filling the cache) and returns a lookup.
 pub fn embed_texts(
     encoder: &SentenceEncoder,
@@ -243,7 +235,7 @@ pub fn train(
         SentenceEncoder::from_hf_dir(&opts.encoder_dir, opts.batch_size, Some(opts.max_tokens))?
             .with_parallel_batches(opts.parallel)
             .with_pooling(opts.pooling);
-    let sha = weights_sha256(&opts.encoder_dir)?;
+    let sha = detox_scorers::classifier::weights_sha256(&opts.encoder_dir)?;
     let mut cache = EmbeddingCache::open(
         &opts.cache_dir,
         &format!(

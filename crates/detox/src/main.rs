@@ -3,11 +3,11 @@
 //! The binary only parses arguments and wires the library crates together:
 //! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores.
 
+mod choices;
 mod eval_cmd;
 mod models_cmd;
 mod score_cmd;
 mod serve_cmd;
-mod spec;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,5 @@
 //! `detox models`: list, pull and locate registry models.
 
-use crate::spec::notify;
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use detox_hub::{Hub, PullOptions, SourcePreference};
@@ -102,9 +101,9 @@ pub fn run(cmd: ModelsCmd, offline: bool) -> Result<ExitCode> {
             };
             for name in names {
                 let was_cached = hub.entry(&name).and_then(|e| hub.cached(e)).is_some();
-                let path = hub.pull(&name, &opts, &notify)?;
+                let path = hub.pull(&name, &opts, &|m: &str| eprintln!("detox: {m}"))?;
                 if was_cached && !force {
-                    notify(&format!("`{name}` is already cached"));
+                    eprintln!("detox: `{name}` is already cached");
                 }
                 println!("{}", path.display());
             }
@@ -115,7 +114,7 @@ pub fn run(cmd: ModelsCmd, offline: bool) -> Result<ExitCode> {
                 offline,
                 ..Default::default()
             };
-            let path = hub.resolve(&name, &opts, &notify)?;
+            let path = hub.resolve(&name, &opts, &|m: &str| eprintln!("detox: {m}"))?;
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -1,11 +1,12 @@
 //! `detox score`: texts in, one JSONL line per input record out.
 
-use crate::spec;
+use crate::choices::{ActivationArg, FormatArg};
 use anyhow::{Context, Result};
 use clap::Args;
-use detox_core::{Activation, Scorer};
+use detox_core::Scorer;
+use detox_io::files::AtomicFile;
 use detox_io::{error_line, scored_line, Format, InputReader, Row};
-use detox_scorers::ClassifierOptions;
+use detox_spec::{LoadOptions, DEFAULT_SCORER};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -22,9 +23,9 @@ pub struct ScoreArgs {
     #[arg(long, default_value = "text")]
     pub field: String,
 
-    /// Input format: auto (from the extension, else the first byte), jsonl, csv, tsv, lines.
-    #[arg(long, default_value = "auto")]
-    pub format: String,
+    /// Input format: auto (from the extension, else the first byte).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
 
     /// Write JSONL here (atomically: a temporary file renamed at the end) instead of stdout.
     #[arg(long, short)]
@@ -32,7 +33,7 @@ pub struct ScoreArgs {
 
     /// The scorer: a registry name (`detox models list`), a Hugging Face classifier folder,
     /// or a Detoxify .ckpt.
-    #[arg(long, default_value = spec::DEFAULT_SCORER)]
+    #[arg(long, default_value = DEFAULT_SCORER)]
     pub scorer: String,
 
     /// Folder with the base config.json and tokenizer of a Detoxify checkpoint.
@@ -52,8 +53,8 @@ pub struct ScoreArgs {
     pub max_length: Option<usize>,
 
     /// Override how logits become scores: sigmoid (multi-label) or softmax.
-    #[arg(long)]
-    pub activation: Option<String>,
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
 
     /// Exit 0 even when some lines could not be scored (they still get an "error" line).
     #[arg(long)]
@@ -71,38 +72,21 @@ struct Tally {
 
 enum Sink {
     Stdout(BufWriter<std::io::Stdout>),
-    File {
-        w: BufWriter<File>,
-        tmp: PathBuf,
-        dest: PathBuf,
-    },
+    File(AtomicFile),
 }
 
 impl Sink {
     fn open(output: Option<&Path>) -> Result<Self> {
-        match output {
-            None => Ok(Sink::Stdout(BufWriter::new(std::io::stdout()))),
-            Some(dest) => {
-                let name = dest
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_else(|| "output".into());
-                let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-                let f = File::create(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?;
-                Ok(Sink::File {
-                    w: BufWriter::new(f),
-                    tmp,
-                    dest: dest.to_path_buf(),
-                })
-            }
-        }
+        Ok(match output {
+            None => Sink::Stdout(BufWriter::new(std::io::stdout())),
+            Some(dest) => Sink::File(AtomicFile::create(dest)?),
+        })
     }
 
     fn line(&mut self, s: &str) -> std::io::Result<()> {
         let w: &mut dyn Write = match self {
             Sink::Stdout(w) => w,
-            Sink::File { w, .. } => w,
+            Sink::File(w) => w,
         };
         w.write_all(s.as_bytes())?;
         w.write_all(b"\n")
@@ -114,13 +98,7 @@ impl Sink {
                 w.flush()?;
                 Ok(())
             }
-            Sink::File { mut w, tmp, dest } => {
-                w.flush()?;
-                w.get_ref().sync_all()?;
-                drop(w);
-                std::fs::rename(&tmp, &dest)
-                    .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))
-            }
+            Sink::File(w) => Ok(w.commit()?),
         }
     }
 }
@@ -164,22 +142,13 @@ fn score_chunk(
 }
 
 pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
-    let threads = spec::set_threads(args.threads);
-    let activation = match &args.activation {
-        None => None,
-        Some(a) => Some(
-            Activation::parse(a)
-                .with_context(|| format!("--activation: `{a}` is neither sigmoid nor softmax"))?,
-        ),
-    };
-    let opts = ClassifierOptions {
-        batch_size: args.batch_size.max(1),
-        activation,
-        max_length: args.max_length,
-        // Batches run side by side, one per core, each with single-threaded kernels: on the
-        // short texts toxicity scoring sees, that beats splitting each matrix product.
-        parallel_batches: threads,
-    };
+    let threads = detox_spec::configure_threads(args.threads);
+    // Batches run side by side, one per core, each with single-threaded kernels: on the
+    // short texts toxicity scoring sees, that beats splitting each matrix product.
+    let mut opts = LoadOptions::parallel(args.batch_size.max(1), threads, offline)
+        .with_activation(args.activation.map(Into::into));
+    opts.classifier.max_length = args.max_length;
+    opts.base = args.base.clone();
 
     // Open the input before loading the model, so a typo fails fast.
     let stdin_name = "stdin";
@@ -192,7 +161,7 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
         _ => (Box::new(std::io::stdin()), stdin_name.to_string(), None),
     };
     let mut buffered = BufReader::with_capacity(1 << 16, reader);
-    let format = match Format::parse(&args.format).map_err(anyhow::Error::msg)? {
+    let format = match Option::<Format>::from(args.format) {
         Some(f) => f,
         None => {
             let head = buffered.fill_buf().context("cannot read input")?;
@@ -207,7 +176,7 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
     let rows = InputReader::new(counting, format, &args.field, &name)?;
 
     let t_load = Instant::now();
-    let scorer = spec::load(&args.scorer, args.base.as_deref(), opts, offline)?;
+    let scorer = detox_spec::load_scorer(&args.scorer, &opts)?;
     tracing::info!(
         "loaded {} in {:.2}s: {}",
         scorer.info().id,

@@ -1,9 +1,9 @@
 //! `detox serve`.
 
-use crate::spec;
 use anyhow::{Context, Result};
 use clap::Args;
 use detox_server::{AppState, ServerConfig};
+use detox_spec::{LoadOptions, DEFAULT_SCORER};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub struct ServeArgs {
     pub addr: String,
 
     /// The scorer (as in `detox score`).
-    #[arg(long, default_value = spec::DEFAULT_SCORER)]
+    #[arg(long, default_value = DEFAULT_SCORER)]
     pub scorer: String,
 
     /// Accept only requests with this key (`?key=` or `Authorization: Bearer`); repeatable.
@@ -48,8 +48,11 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs, offline: bool) -> Result<ExitCode> {
-    let threads = spec::set_threads(args.threads);
-    let scorer = spec::load_parallel(&args.scorer, args.batch_size, threads, offline)?;
+    let threads = detox_spec::configure_threads(args.threads);
+    let scorer = detox_spec::load_scorer(
+        &args.scorer,
+        &LoadOptions::parallel(args.batch_size, threads, offline),
+    )?;
     let scorer: Arc<dyn detox_core::Scorer> = Arc::from(scorer);
     let config = ServerConfig {
         queue: args.queue,

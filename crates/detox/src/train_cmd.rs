@@ -1,8 +1,9 @@
 //! `detox train` and `detox quality`.
 
-use crate::spec;
+use crate::choices::{PoolingArg, RecipeArg, TrainModelArg};
 use anyhow::{Context, Result};
 use clap::Args;
+use detox_spec::{LoadOptions, DEFAULT_SCORER};
 use detox_train::data::{read_labelled, read_shared, shared_attributes, PERSPECTIVE_ATTRIBUTES};
 use detox_train::fit::FitConfig;
 use detox_train::{Progress, TrainOptions};
@@ -19,8 +20,8 @@ pub struct TrainArgs {
 
     /// Train on the public datasets of `--data` mapped to Perspective's attributes
     /// (`shared`), instead of `--train` files.
-    #[arg(long)]
-    pub recipe: Option<String>,
+    #[arg(long, value_enum)]
+    pub recipe: Option<RecipeArg>,
 
     /// The data folder of `--recipe shared`.
     #[arg(long, default_value = "../shared/data")]
@@ -40,8 +41,8 @@ pub struct TrainArgs {
 
     /// What to train: `head` (a head on encoder embeddings) or `ngram` (a linear model on hashed
     /// word and character n-grams, for corpus-scale speed).
-    #[arg(long, default_value = "head")]
-    pub model: String,
+    #[arg(long, value_enum, default_value_t = TrainModelArg::Head)]
+    pub model: TrainModelArg,
 
     /// log2 of the hash buckets of an `ngram` model.
     #[arg(long, default_value_t = 18)]
@@ -75,9 +76,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 256)]
     pub max_length: usize,
 
-    /// Pooling of token states: `mean` or `mean+max`.
-    #[arg(long, default_value = "mean")]
-    pub pooling: String,
+    /// Pooling of token states.
+    #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
+    pub pooling: PoolingArg,
 
     /// Weight of a source's examples, e.g. `rtp=3` (repeatable).
     #[arg(long = "source-weight", value_parser = parse_weight)]
@@ -127,9 +128,9 @@ fn parse_weight(s: &str) -> Result<(String, f32), String> {
 }
 
 pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
-    let threads = spec::set_threads(args.threads);
-    let (examples, attributes, exported) = match args.recipe.as_deref() {
-        Some("shared") => (
+    let threads = detox_spec::configure_threads(args.threads);
+    let (examples, attributes, exported) = match args.recipe {
+        Some(RecipeArg::Shared) => (
             read_shared(&args.data).with_context(|| {
                 format!("reading the shared datasets under {}", args.data.display())
             })?,
@@ -139,7 +140,6 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>(),
         ),
-        Some(other) => anyhow::bail!("unknown recipe `{other}` (known: shared)"),
         None => {
             if args.train.is_empty() || args.labels.is_empty() {
                 anyhow::bail!("give --recipe shared, or --train FILE with --labels COL[,COL...]");
@@ -169,18 +169,18 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             .join(", "),
         exported.join(", ")
     );
-    let ngram = match args.model.as_str() {
-        "head" => false,
-        "ngram" => true,
-        other => anyhow::bail!("--model: `{other}` is neither head nor ngram"),
-    };
+    let ngram = args.model == TrainModelArg::Ngram;
     let encoder_dir = if ngram {
         std::path::PathBuf::new()
     } else {
-        spec::resolve_path(&args.encoder, offline)?
+        LoadOptions {
+            offline,
+            ..Default::default()
+        }
+        .resolve_path(&args.encoder)?
     };
     let mut source_weights: BTreeMap<String, f32> = BTreeMap::new();
-    if args.recipe.as_deref() == Some("shared") {
+    if args.recipe == Some(RecipeArg::Shared) {
         // RTP carries all eight attributes on Perspective's own scale; Davidson is large and
         // mostly offensive tweets: weigh them so each source's signal counts.
         source_weights.insert("rtp".into(), 10.0);
@@ -198,9 +198,7 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
         encoder_name: args.encoder.clone(),
         encoder_dir,
         max_tokens: args.max_length,
-        pooling: detox_scorers::Pooling::parse(&args.pooling).with_context(|| {
-            format!("--pooling: `{}` is neither mean nor mean+max", args.pooling)
-        })?,
+        pooling: args.pooling.into(),
         batch_size: args.batch_size,
         parallel: threads,
         cache_dir: args
@@ -317,7 +315,7 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct QualityArgs {
     /// The scorer to measure (as in `detox score`).
-    #[arg(long, default_value = spec::DEFAULT_SCORER)]
+    #[arg(long, default_value = DEFAULT_SCORER)]
     pub scorer: String,
 
     /// The data folder (`../shared/data`).
@@ -346,8 +344,11 @@ pub struct QualityArgs {
 }
 
 pub fn run_quality(args: QualityArgs, offline: bool) -> Result<ExitCode> {
-    let threads = spec::set_threads(args.threads);
-    let scorer = spec::load_parallel(&args.scorer, args.batch_size, threads, offline)?;
+    let threads = detox_spec::configure_threads(args.threads);
+    let scorer = detox_spec::load_scorer(
+        &args.scorer,
+        &LoadOptions::parallel(args.batch_size, threads, offline),
+    )?;
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")

@@ -501,12 +501,13 @@ fn python_with(module: &str) -> Option<String> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if ok {
-        Some(python)
-    } else {
-        eprintln!("SKIPPED: `{python}` cannot import {module} (set DETOX_TEST_PYTHON; .ci/run installs it)");
-        None
-    }
+    detox_core::testing::require(
+        &format!(
+            "Python package `{module}` for `{python}` (set DETOX_TEST_PYTHON; .ci/run installs it)"
+        ),
+        ok,
+    )
+    .then_some(python)
 }
 
 fn client(name: &str) -> PathBuf {
