@@ -55,6 +55,26 @@ async fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
     (status, text)
 }
 
+/// Sends `n` requests at once; returns each (status, raw response).
+async fn burst(addr: &str, path: &'static str, body: &'static str, n: usize) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let a = addr.to_string();
+        tasks.push(tokio::spawn(async move { post(&a, path, body).await }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The JSON body of a raw HTTP response.
+fn json_body(raw: &str) -> serde_json::Value {
+    let (_, body) = raw.split_once("\r\n\r\n").expect("a header/body separator");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {raw}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_429_with_retry_after_and_the_rest_succeed() {
     let addr = start(
@@ -66,17 +86,9 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_succeed() {
     )
     .await;
     let body = r#"{"comment": {"text": "hello"}, "requestedAttributes": {"TOXICITY": {}}}"#;
-    let mut tasks = Vec::new();
-    for _ in 0..12 {
-        let a = addr.clone();
-        tasks.push(tokio::spawn(async move {
-            post(&a, "/v1alpha1/comments:analyze", body).await
-        }));
-    }
     let mut ok = 0;
     let mut busy = 0;
-    for t in tasks {
-        let (status, text) = t.await.unwrap();
+    for (status, text) in burst(&addr, "/v1alpha1/comments:analyze", body, 12).await {
         match status {
             200 => ok += 1,
             429 => {
@@ -92,7 +104,51 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_succeed() {
     }
     assert!(ok >= 2, "queued requests are served ({ok} ok)");
     assert!(busy >= 1, "overflow is refused ({busy} busy)");
-    // The OpenAI route reports the same condition in OpenAI's shape.
+
+    // The OpenAI route reports the same condition in OpenAI's shape (a fresh server: this
+    // one's batcher, warmed up by a burst, would gather the next burst into one batch).
+    let addr = start(
+        300,
+        ServerConfig {
+            queue: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (mut ok, mut busy) = (0, 0);
+    for (status, text) in burst(&addr, "/v1/moderations", r#"{"input": "hello"}"#, 12).await {
+        let v = json_body(&text);
+        match status {
+            200 => {
+                ok += 1;
+                assert_eq!(v["results"].as_array().map(|r| r.len()), Some(1), "{text}");
+            }
+            429 => {
+                busy += 1;
+                assert!(
+                    text.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"),
+                    "{text}"
+                );
+                let e = &v["error"];
+                assert!(
+                    e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("Retry-After")),
+                    "{text}"
+                );
+                assert_eq!(e["type"], "rate_limit_error", "{text}");
+                assert_eq!(e["code"], "rate_limit_exceeded", "{text}");
+                assert!(e.get("param").is_some_and(|p| p.is_null()), "{text}");
+                assert!(!text.contains("RESOURCE_EXHAUSTED"), "{text}");
+            }
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert!(ok >= 2, "queued moderations are served ({ok} ok)");
+    assert!(
+        busy >= 1,
+        "overflowing moderations are refused ({busy} busy)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
