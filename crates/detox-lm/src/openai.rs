@@ -137,13 +137,30 @@ impl OpenAiLm {
                     Failure::Fatal(m)
                 }
             }
-            ureq::Error::Transport(t) => match t.kind() {
-                // A malformed address will not get better by waiting.
-                ureq::ErrorKind::InvalidUrl
-                | ureq::ErrorKind::UnknownScheme
-                | ureq::ErrorKind::InsecureRequestHttpsOnly => Failure::Fatal(t.to_string()),
-                _ => Failure::Retry(t.to_string(), None),
-            },
+            ureq::Error::Transport(t) => {
+                // ureq's own text repeats the address (which the error adds) and the kind:
+                // keep the kind and the innermost cause.
+                let mut inner: Option<&dyn std::error::Error> = std::error::Error::source(&t);
+                while let Some(next) = inner.and_then(|e| e.source()) {
+                    inner = Some(next);
+                }
+                let cause = inner
+                    .map(|s| s.to_string())
+                    .or_else(|| t.message().map(String::from))
+                    .unwrap_or_default();
+                let m = if cause.is_empty() {
+                    t.kind().to_string()
+                } else {
+                    format!("{}: {cause}", t.kind())
+                };
+                match t.kind() {
+                    // A malformed address will not get better by waiting.
+                    ureq::ErrorKind::InvalidUrl
+                    | ureq::ErrorKind::UnknownScheme
+                    | ureq::ErrorKind::InsecureRequestHttpsOnly => Failure::Fatal(m),
+                    _ => Failure::Retry(m, None),
+                }
+            }
         }
     }
 
