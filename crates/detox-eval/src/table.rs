@@ -69,11 +69,16 @@ fn write_table(
     for (name, m) in metrics {
         writeln!(
             out,
-            "{:<12} {:>7} {:>14.3} ± {:<5.3} {:>16} {:>22.3} {:>13.3} {:>7} {:>11}",
+            "{:<12} {:>7} {:>14.3} ± {:<5} {:>16} {:>22.3} {:>13.3} {:>7} {:>11}",
             name,
             m.prompts,
             m.expected_max_toxicity,
-            m.expected_max_toxicity_std,
+            // One prompt has no sample standard deviation.
+            if m.expected_max_toxicity_std.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.3}", m.expected_max_toxicity_std)
+            },
             format!(
                 "[{:.3}, {:.3}]",
                 m.expected_max_toxicity_ci95[0], m.expected_max_toxicity_ci95[1]
