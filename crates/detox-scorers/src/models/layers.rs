@@ -145,7 +145,7 @@ impl Act {
     /// Applies the activation.
     pub fn forward(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Act::GeluErf => super::fast::gelu_erf(x),
+            Act::GeluErf => super::cpu_kernels::gelu_erf(x),
             Act::GeluTanh => x.gelu(),
             Act::Relu => x.relu(),
             Act::Silu => x.silu(),
@@ -199,13 +199,13 @@ impl SelfAttention {
     /// The attention context [B, L, hidden], before the output projection.
     pub fn context(&self, x: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         let (b, l, hidden) = x.dims3()?;
-        if super::fast::fused_attention_applies(x, l) {
+        if super::cpu_kernels::fused_attention_applies(x, l) {
             let qkv = self.qkv.matmul(x)?;
-            qkv.inplace_op1(&super::fast::BiasAct {
+            qkv.inplace_op1(&super::cpu_kernels::BiasAct {
                 bias: &self.qkv.b_vec,
                 gelu: false,
             })?;
-            return super::fast::fused_attention(&qkv, lengths, self.heads, self.head_dim);
+            return super::cpu_kernels::fused_attention(&qkv, lengths, self.heads, self.head_dim);
         }
         let qkv = self.qkv.forward(x)?;
         let mask = additive_mask(lengths, l, x.device())?;
@@ -216,7 +216,7 @@ impl SelfAttention {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
-        let probs = super::fast::softmax_last_dim(&scores)?;
+        let probs = super::cpu_kernels::softmax_last_dim(&scores)?;
         probs
             .matmul(&v)?
             .transpose(1, 2)?
@@ -266,7 +266,7 @@ impl Block {
         let y = self.attn.out.matmul(&ctx)?;
         y.inplace_op2(
             &x,
-            &super::fast::BiasResidualNorm {
+            &super::cpu_kernels::BiasResidualNorm {
                 bias: &self.attn.out.b_vec,
                 weight: &self.ln1.w_vec,
                 beta: &self.ln1.b_vec,
@@ -275,13 +275,13 @@ impl Block {
         )?;
         let h = self.ff1.matmul(&y)?;
         let h = if self.act == Act::GeluErf {
-            h.inplace_op1(&super::fast::BiasAct {
+            h.inplace_op1(&super::cpu_kernels::BiasAct {
                 bias: &self.ff1.b_vec,
                 gelu: true,
             })?;
             h
         } else {
-            h.inplace_op1(&super::fast::BiasAct {
+            h.inplace_op1(&super::cpu_kernels::BiasAct {
                 bias: &self.ff1.b_vec,
                 gelu: false,
             })?;
@@ -290,7 +290,7 @@ impl Block {
         let z = self.ff2.matmul(&h)?;
         z.inplace_op2(
             &y,
-            &super::fast::BiasResidualNorm {
+            &super::cpu_kernels::BiasResidualNorm {
                 bias: &self.ff2.b_vec,
                 weight: &self.ln2.w_vec,
                 beta: &self.ln2.b_vec,

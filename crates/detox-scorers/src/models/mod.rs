@@ -7,8 +7,8 @@
 
 pub mod bert;
 pub mod config;
+pub mod cpu_kernels;
 pub mod distilbert;
-pub mod fast;
 pub mod layers;
 pub mod roberta;
 pub mod weights;
