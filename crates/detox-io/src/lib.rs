@@ -17,6 +17,7 @@
 //! ```
 
 pub mod files;
+pub mod stream;
 
 use serde_json::{Map, Value};
 use std::io::{BufRead, BufReader, Read};

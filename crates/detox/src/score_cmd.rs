@@ -3,9 +3,9 @@
 use crate::choices::{ActivationArg, FormatArg};
 use anyhow::{Context, Result};
 use clap::Args;
-use detox_core::Scorer;
 use detox_io::files::AtomicFile;
-use detox_io::{error_line, scored_line, Format, InputReader, Row};
+use detox_io::stream::{score_rows, Chunking, Tally};
+use detox_io::{Format, InputReader};
 use detox_spec::{LoadOptions, DEFAULT_SCORER};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::File;
@@ -61,18 +61,25 @@ pub struct ScoreArgs {
     pub allow_errors: bool,
 }
 
-/// Counts for the summary line.
-#[derive(Debug, Default)]
-struct Tally {
-    scored: usize,
-    errors: usize,
-    truncated: usize,
-    tokens: usize,
-}
-
 enum Sink {
     Stdout(BufWriter<std::io::Stdout>),
     File(AtomicFile),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout(w) => w.write(buf),
+            Sink::File(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.flush(),
+            Sink::File(w) => w.flush(),
+        }
+    }
 }
 
 impl Sink {
@@ -81,15 +88,6 @@ impl Sink {
             None => Sink::Stdout(BufWriter::new(std::io::stdout())),
             Some(dest) => Sink::File(AtomicFile::create(dest)?),
         })
-    }
-
-    fn line(&mut self, s: &str) -> std::io::Result<()> {
-        let w: &mut dyn Write = match self {
-            Sink::Stdout(w) => w,
-            Sink::File(w) => w,
-        };
-        w.write_all(s.as_bytes())?;
-        w.write_all(b"\n")
     }
 
     fn finish(self) -> Result<()> {
@@ -101,44 +99,6 @@ impl Sink {
             Sink::File(w) => Ok(w.commit()?),
         }
     }
-}
-
-fn score_chunk(
-    scorer: &dyn Scorer,
-    chunk: &mut Vec<Row>,
-    sink: &mut Sink,
-    tally: &mut Tally,
-) -> Result<()> {
-    let texts: Vec<&str> = chunk
-        .iter()
-        .filter_map(|r| r.as_ref().ok().map(|i| i.text.as_str()))
-        .collect();
-    let scores = if texts.is_empty() {
-        Vec::new()
-    } else {
-        scorer.score(&texts)?
-    };
-    let attrs = &scorer.info().attributes;
-    let mut it = scores.into_iter();
-    for row in chunk.drain(..) {
-        match row {
-            Ok(item) => {
-                let s = it
-                    .next()
-                    .context("the scorer returned fewer scores than texts")?;
-                tally.scored += 1;
-                tally.tokens += s.tokens;
-                tally.truncated += usize::from(s.truncated);
-                sink.line(&scored_line(&item.record, attrs, &s.values))?;
-            }
-            Err(e) => {
-                tally.errors += 1;
-                tracing::debug!("{}", e.message);
-                sink.line(&error_line(&e))?;
-            }
-        }
-    }
-    Ok(())
 }
 
 pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
@@ -206,34 +166,22 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
             b
         }
     };
-    // Chunks grow while they take under a second (big chunks keep every core busy to the end),
-    // and stay small for slow models so the progress bar moves.
-    let max_chunk = (args.batch_size * 64).max(1024);
-    let mut chunk_size = (args.batch_size * 8 * threads).clamp(64, max_chunk);
-    let mut chunk: Vec<Row> = Vec::with_capacity(max_chunk);
-    let mut tally = Tally::default();
     let t0 = Instant::now();
-    let update = |tally: &Tally, bar: &ProgressBar| {
-        let secs = t0.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!(
-            "{} texts, {:.0}/s",
-            tally.scored + tally.errors,
-            tally.scored as f64 / secs
-        ));
-        bar.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
-    };
-    for row in rows {
-        chunk.push(row?);
-        if chunk.len() >= chunk_size {
-            let t = Instant::now();
-            score_chunk(scorer.as_ref(), &mut chunk, &mut sink, &mut tally)?;
-            update(&tally, &bar);
-            if t.elapsed().as_secs_f64() < 1.0 {
-                chunk_size = (chunk_size * 2).min(max_chunk);
-            }
-        }
-    }
-    score_chunk(scorer.as_ref(), &mut chunk, &mut sink, &mut tally)?;
+    let tally = score_rows(
+        rows,
+        scorer.as_ref(),
+        &mut sink,
+        Chunking::for_batches(args.batch_size, threads),
+        &mut |tally: &Tally| {
+            let secs = t0.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} texts, {:.0}/s",
+                tally.scored + tally.errors,
+                tally.scored as f64 / secs
+            ));
+            bar.set_position(bytes_read.load(std::sync::atomic::Ordering::Relaxed));
+        },
+    )?;
     bar.finish_and_clear();
     sink.finish()?;
     let secs = t0.elapsed().as_secs_f64();

@@ -1,0 +1,211 @@
+//! Scoring a stream of input rows: one output line per input line, in order.
+//!
+//! Rows are gathered into chunks (the scorer sorts a chunk by length and runs its batches side
+//! by side); a chunk grows while it takes under a second, so big inputs keep every core busy
+//! and slow models still report progress often. A good row becomes its record plus
+//! `"scores"`; a bad row becomes its record (where readable) plus `"line"` and `"error"`.
+
+use crate::{error_line, scored_line, InputError, Row};
+use detox_core::Scorer;
+use std::io::Write;
+use std::time::Instant;
+
+/// Counts of a scoring run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Lines scored.
+    pub scored: usize,
+    /// Lines that could not be scored (each got an error line).
+    pub errors: usize,
+    /// Texts cut to the model's token limit.
+    pub truncated: usize,
+    /// Tokens scored.
+    pub tokens: usize,
+}
+
+/// Why a scoring run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The input became unreadable.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The scorer failed.
+    #[error(transparent)]
+    Score(#[from] detox_core::ScoreError),
+    /// The output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+    /// The scorer broke its contract.
+    #[error("the scorer returned {got} scores for {want} texts")]
+    Count {
+        /// Scores returned.
+        got: usize,
+        /// Texts given.
+        want: usize,
+    },
+}
+
+/// How rows are chunked.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    /// Rows of the first chunk.
+    pub first: usize,
+    /// The largest chunk.
+    pub max: usize,
+}
+
+impl Chunking {
+    /// Chunks for `batch_size`-text batches run `threads` at a time.
+    pub fn for_batches(batch_size: usize, threads: usize) -> Self {
+        let max = (batch_size * 64).max(1024);
+        Self {
+            first: (batch_size * 8 * threads).clamp(64, max),
+            max,
+        }
+    }
+}
+
+/// Scores `rows` with `scorer`, writing one line per row to `out` in input order; `progress`
+/// hears the tally after each chunk.
+pub fn score_rows(
+    rows: impl Iterator<Item = Result<Row, InputError>>,
+    scorer: &dyn Scorer,
+    out: &mut dyn Write,
+    chunking: Chunking,
+    progress: &mut dyn FnMut(&Tally),
+) -> Result<Tally, StreamError> {
+    let mut size = chunking.first.max(1);
+    let mut chunk: Vec<Row> = Vec::with_capacity(chunking.max);
+    let mut tally = Tally::default();
+    for row in rows {
+        chunk.push(row?);
+        if chunk.len() >= size {
+            let t = Instant::now();
+            score_chunk(scorer, &mut chunk, out, &mut tally)?;
+            progress(&tally);
+            if t.elapsed().as_secs_f64() < 1.0 {
+                size = (size * 2).min(chunking.max.max(1));
+            }
+        }
+    }
+    score_chunk(scorer, &mut chunk, out, &mut tally)?;
+    progress(&tally);
+    Ok(tally)
+}
+
+fn score_chunk(
+    scorer: &dyn Scorer,
+    chunk: &mut Vec<Row>,
+    out: &mut dyn Write,
+    tally: &mut Tally,
+) -> Result<(), StreamError> {
+    let texts: Vec<&str> = chunk
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|i| i.text.as_str()))
+        .collect();
+    let scores = if texts.is_empty() {
+        Vec::new()
+    } else {
+        scorer.score(&texts)?
+    };
+    if scores.len() != texts.len() {
+        return Err(StreamError::Count {
+            got: scores.len(),
+            want: texts.len(),
+        });
+    }
+    let attrs = &scorer.info().attributes;
+    let mut it = scores.into_iter();
+    for row in chunk.drain(..) {
+        let line = match row {
+            Ok(item) => {
+                // Counted above: there is a score for every good row.
+                let Some(s) = it.next() else { break };
+                tally.scored += 1;
+                tally.tokens += s.tokens;
+                tally.truncated += usize::from(s.truncated);
+                scored_line(&item.record, attrs, &s.values)
+            }
+            Err(e) => {
+                tally.errors += 1;
+                tracing::debug!("{}", e.message);
+                error_line(&e)
+            }
+        };
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Format, InputReader};
+    use detox_core::{Activation, ScoreError, ScorerInfo, TextScore};
+
+    /// Scores a text by its length, so outputs can be checked by hand.
+    struct Length(ScorerInfo);
+
+    impl Scorer for Length {
+        fn info(&self) -> &ScorerInfo {
+            &self.0
+        }
+        fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
+            Ok(texts
+                .iter()
+                .map(|t| TextScore {
+                    values: vec![t.len() as f32 / 10.0],
+                    tokens: 1,
+                    truncated: false,
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn every_line_gets_an_output_line_in_order_across_chunks() {
+        let mut input = String::new();
+        for i in 0..300 {
+            if i % 7 == 3 {
+                input.push_str("not json\n");
+            } else {
+                input.push_str(&format!("{{\"text\": \"{}\"}}\n", "x".repeat(i % 5)));
+            }
+        }
+        let rows = InputReader::new(input.as_bytes(), Format::Jsonl, "text", "t").unwrap();
+        let scorer = Length(ScorerInfo::new(
+            "len",
+            vec!["len".into()],
+            Activation::Sigmoid,
+        ));
+        let mut out = Vec::new();
+        let mut calls = 0;
+        let tally = score_rows(
+            rows,
+            &scorer,
+            &mut out,
+            Chunking { first: 16, max: 64 },
+            &mut |_| calls += 1,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 300);
+        assert_eq!(tally.errors, (0..300).filter(|i| i % 7 == 3).count());
+        assert_eq!(tally.scored + tally.errors, 300);
+        assert!(calls >= 3, "progress after each chunk: {calls}");
+        for (i, l) in lines.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if i % 7 == 3 {
+                assert_eq!(v["line"], i + 1);
+            } else {
+                let want = (i % 5) as f64 / 10.0;
+                assert!(
+                    (v["scores"]["len"].as_f64().unwrap() - want).abs() < 1e-6,
+                    "{l}"
+                );
+            }
+        }
+    }
+}
