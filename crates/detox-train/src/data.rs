@@ -152,11 +152,25 @@ fn open(data: &Path, rel: &str) -> Result<std::fs::File, TrainError> {
     std::fs::File::open(&p).map_err(|e| TrainError::Io(p.display().to_string(), e))
 }
 
+/// The RealToxicityPrompts files of `rtp-subset`, the RTP rows training uses.
+pub const RTP_FILES: [&str; 2] = ["rtp-subset/toxic.jsonl", "rtp-subset/nontoxic.jsonl"];
+
 /// RealToxicityPrompts rows: prompt and continuation texts with their 8 Perspective scores.
 pub fn read_rtp(data: &Path) -> Result<Vec<Example>, TrainError> {
+    read_rtp_files(data, &RTP_FILES, "rtp")
+}
+
+/// RealToxicityPrompts rows of `files` (relative to `data`, RTP's original schema) as examples
+/// of `source`: prompt and continuation texts with their 8 Perspective scores, keyed by the
+/// row's `filename` so a prompt and its continuation share a split.
+pub fn read_rtp_files(
+    data: &Path,
+    files: &[&str],
+    source: &str,
+) -> Result<Vec<Example>, TrainError> {
     use std::io::BufRead;
     let mut out = Vec::new();
-    for file in ["rtp-subset/toxic.jsonl", "rtp-subset/nontoxic.jsonl"] {
+    for &file in files {
         let r = std::io::BufReader::new(open(data, file)?);
         for (i, line) in r.lines().enumerate() {
             let line = line.map_err(|e| TrainError::Io(file.into(), e))?;
@@ -186,7 +200,7 @@ pub fn read_rtp(data: &Path) -> Result<Vec<Example>, TrainError> {
                 out.push(Example {
                     text: text.to_string(),
                     targets,
-                    source: "rtp".into(),
+                    source: source.into(),
                     key: key.clone(),
                     perspective: true,
                 });

@@ -5,7 +5,8 @@
 //! interrupted run resumes where it stopped), a small head is fitted with candle's autograd
 //! ([`fit`]), and each attribute is calibrated with isotonic regression onto the Perspective
 //! scores of RealToxicityPrompts texts, so that 0.5 means what it means to Perspective users.
-//! [`quality`] measures any scorer on the held-out dev splits.
+//! [`quality`] measures any scorer on test sets never used for training or choices, on the
+//! dev splits, and on the identity-term templates.
 
 pub mod cache;
 pub mod data;

@@ -1,9 +1,10 @@
 //! `detox train` end to end on a real (tiny) encoder: the BERT parity fixture.
 
+use detox_core::compare::{max_abs_diff, max_abs_diff_rows};
 use detox_core::metrics::{roc_auc, spearman};
 use detox_core::Scorer;
 use detox_scorers::HeadScorer;
-use detox_train::data::Example;
+use detox_train::data::{Example, Split};
 use detox_train::fit::FitConfig;
 use detox_train::{train, TrainOptions};
 use std::path::{Path, PathBuf};
@@ -181,57 +182,152 @@ fn differentiable_top_blocks_equal_the_inference_kernels() {
         full.to_vec3::<f32>().unwrap(),
         mine.to_vec3::<f32>().unwrap(),
     );
-    let mut worst = 0f32;
+    // Token positions only (padding rows differ by design); NaN or inf anywhere fails.
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
     for (i, &n) in lengths.iter().enumerate() {
-        for t in 0..n {
-            for (x, y) in a[i][t].iter().zip(&b[i][t]) {
-                worst = worst.max((x - y).abs());
-            }
-        }
+        ra.extend_from_slice(&a[i][..n]);
+        rb.extend_from_slice(&b[i][..n]);
     }
+    let worst = max_abs_diff_rows(&ra, &rb);
     assert!(worst < 1e-4, "max |diff| {worst}");
 }
 
-#[test]
-fn fine_tuning_the_top_block_is_saved_loaded_and_learns() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let ex = examples();
-    let mut opts = options(&cache);
+/// Mean binary cross-entropy of `scorer`'s first output against the first target of the
+/// dev-split examples (soft targets).
+fn dev_loss(scorer: &HeadScorer, ex: &[Example]) -> f64 {
+    let dev: Vec<&Example> = ex.iter().filter(|e| e.split() == Split::Dev).collect();
+    assert!(dev.len() >= 20, "{} dev examples", dev.len());
+    let texts: Vec<&str> = dev.iter().map(|e| e.text.as_str()).collect();
+    let scores = scorer.score(&texts).unwrap();
+    let mut sum = 0.0;
+    for (e, s) in dev.iter().zip(&scores) {
+        let p = (s.values[0] as f64).clamp(1e-7, 1.0 - 1e-7);
+        let y = e.targets[0].unwrap() as f64;
+        sum -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+    }
+    sum / dev.len() as f64
+}
+
+/// The encoder checkpoint's tensors by name.
+fn encoder_tensors() -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(
+        encoder().join("model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn flat(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Trains on `examples()` with the head fitted for 3 epochs, then `tune` (uncalibrated, so
+/// the scorer returns the head's probabilities); returns the folder's tensors and the scorer.
+fn train_tuned(
+    dir: &Path,
+    name: &str,
+    tune: detox_train::finetune::TuneConfig,
+) -> (
+    std::collections::HashMap<String, candle_core::Tensor>,
+    HeadScorer,
+    usize,
+) {
+    let mut opts = options(&dir.join("cache"));
     opts.fit.epochs = 3;
-    opts.fine_tune = detox_train::finetune::TuneConfig {
-        layers: 1,
-        epochs: 2,
-        lr: 1e-3,
-        head_lr: 1e-3,
-        batch_size: 16,
-        seed: 3,
-        threads: 1,
-    };
+    opts.calibrate = false;
+    opts.fine_tune = tune;
     let mut tune_events = 0;
-    let out = dir.path().join("tuned");
-    let report = train(&ex, &opts, &out, &mut |p| {
+    let out = dir.join(name);
+    let report = train(&examples(), &opts, &out, &mut |p| {
         if matches!(p, detox_train::Progress::Tune { .. }) {
             tune_events += 1;
         }
     })
     .unwrap();
-    assert!(tune_events > 0);
     assert!(report.final_loss.is_finite());
-    // The tuned block travels in head.safetensors under the checkpoint's names.
     let bytes = std::fs::read(out.join("head.safetensors")).unwrap();
     let ts = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).unwrap();
-    let tuned: Vec<&String> = ts.keys().filter(|k| k.contains("encoder.layer.")).collect();
-    assert_eq!(tuned.len(), 16, "{tuned:?}");
     let scorer = HeadScorer::load(&out, &encoder(), 8, 1).unwrap();
-    assert!(scorer.info().description.contains("fine-tuned"));
-    let good: Vec<&str> = vec!["thank you 99", "great answer 7"];
-    let bad: Vec<&str> = vec!["you are stupid 99", "worthless idiot 7"];
-    let g = scorer.score(&good).unwrap();
-    let b = scorer.score(&bad).unwrap();
-    let (gm, bm) = (
-        g.iter().map(|s| s.values[0]).fold(0f32, f32::max),
-        b.iter().map(|s| s.values[0]).fold(1f32, f32::min),
+    (ts, scorer, tune_events)
+}
+
+fn tune_config(lr: f64, head_lr: f64) -> detox_train::finetune::TuneConfig {
+    detox_train::finetune::TuneConfig {
+        layers: 1,
+        epochs: 2,
+        lr,
+        head_lr,
+        batch_size: 16,
+        seed: 3,
+        threads: 1,
+    }
+}
+
+/// Fine-tunes the top block with learning rates `lr` (block) and `head_lr` (head) after the
+/// same 3-epoch head fit as a frozen run, and measures what fine-tuning should change: the
+/// largest |change| of the tuned block's weights against the encoder checkpoint, the dev loss
+/// of the frozen head and of the tuned one, and the tuned scorer.
+fn fine_tuning_effect(lr: f64, head_lr: f64) -> (f32, f64, f64, HeadScorer) {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = examples();
+    // The same head fit without fine-tuning: the starting point fine-tuning moves from.
+    let (_, frozen, _) = train_tuned(
+        dir.path(),
+        "frozen",
+        detox_train::finetune::TuneConfig::default(),
     );
-    assert!(bm > gm, "bad {bm} above good {gm}");
+    let (ts, tuned, events) = train_tuned(dir.path(), "tuned", tune_config(lr, head_lr));
+    assert!(events > 0, "fine-tuning reported progress");
+    // The tuned block travels in head.safetensors under the checkpoint's names.
+    let mut names: Vec<&String> = ts.keys().filter(|k| k.contains("encoder.layer.")).collect();
+    names.sort();
+    assert_eq!(names.len(), 16, "{names:?}");
+    assert!(
+        names.iter().all(|n| n.contains("encoder.layer.1.")),
+        "{names:?}"
+    );
+    let original = encoder_tensors();
+    let mut moved = 0f32;
+    for n in names {
+        let d = max_abs_diff(&flat(&ts[n]), &flat(&original[n]));
+        assert!(d.is_finite(), "{n}: NaN/inf or a shape change");
+        if d > moved {
+            moved = d;
+        }
+    }
+    assert!(tuned.info().description.contains("fine-tuned"));
+    let losses = (dev_loss(&frozen, &ex), dev_loss(&tuned, &ex));
+    (moved, losses.0, losses.1, tuned)
+}
+
+#[test]
+fn fine_tuning_the_top_block_moves_it_lowers_dev_loss_and_learns() {
+    let (moved, frozen_loss, tuned_loss, scorer) = fine_tuning_effect(1e-3, 1e-3);
+    assert!(moved > 1e-5, "the tuned block moved by at most {moved}");
+    assert!(
+        tuned_loss < frozen_loss,
+        "dev loss {tuned_loss} not below the frozen head's {frozen_loss}"
+    );
+    // And the tuned scorer separates unseen variants: every bad text above every good one.
+    let good = scorer.score(&["thank you 99", "great answer 7"]).unwrap();
+    let bad = scorer
+        .score(&["you are stupid 99", "worthless idiot 7"])
+        .unwrap();
+    for b in &bad {
+        for g in &good {
+            // `>` is false for NaN: a broken score fails here.
+            assert!(b.values[0] > g.values[0], "bad {b:?} not above good {g:?}");
+        }
+    }
+}
+
+/// The checks above fail when fine-tuning changes nothing (learning rates 0).
+#[test]
+fn fine_tuning_with_zero_learning_rates_fails_those_checks() {
+    let (moved, frozen_loss, tuned_loss, _) = fine_tuning_effect(0.0, 0.0);
+    assert_eq!(moved, 0.0, "lr 0 leaves the block as it was");
+    assert!(
+        tuned_loss >= frozen_loss,
+        "dev loss {tuned_loss} vs frozen {frozen_loss}"
+    );
 }

@@ -318,7 +318,8 @@ pub struct QualityArgs {
     #[arg(long, default_value = DEFAULT_SCORER)]
     pub scorer: String,
 
-    /// The data folder (`../shared/data`).
+    /// The data folder (laid out like `../shared/data`); data sets missing from it are
+    /// reported as skipped.
     #[arg(long, default_value = "../shared/data")]
     pub data: PathBuf,
 
