@@ -8,8 +8,9 @@
 //!
 //! ```
 //! use detox_core::testing::require;
-//! if !require("the moon", false) {
-//!     return; // skipped, unless CI is set (then `require` panics)
+//! let model = std::env::temp_dir(); // e.g. a pulled model's folder
+//! if !require("a pulled model", model.exists()) {
+//!     return; // skipped here; under CI, `require` has panicked instead
 //! }
 //! ```
 

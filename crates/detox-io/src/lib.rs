@@ -37,20 +37,6 @@ pub enum Format {
 }
 
 impl Format {
-    /// Parses a `--format` value: `jsonl`, `csv`, `tsv` or `lines` (`auto` gives `None`).
-    pub fn parse(s: &str) -> Result<Option<Format>, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(None),
-            "jsonl" | "ndjson" | "json" => Ok(Some(Format::Jsonl)),
-            "csv" => Ok(Some(Format::Csv)),
-            "tsv" => Ok(Some(Format::Tsv)),
-            "lines" | "txt" | "text" => Ok(Some(Format::Lines)),
-            other => Err(format!(
-                "unknown format `{other}` (expected auto, jsonl, csv, tsv or lines)"
-            )),
-        }
-    }
-
     /// Guesses the format from a file name, else from the first bytes of the input.
     pub fn detect(path: Option<&Path>, head: &[u8]) -> Format {
         if let Some(ext) = path

@@ -71,18 +71,22 @@ impl TextTokenizer {
                         .into(),
             });
         };
-        Self::new(inner, max_tokens).map_err(|e| tok_err(dir, e))
+        Self::new(inner, max_tokens, &dir.display().to_string())
     }
 
-    /// Wraps a tokenizer, replacing its padding and truncation settings with detox's.
-    pub fn new(mut inner: Tokenizer, max_tokens: usize) -> Result<Self, String> {
+    /// Wraps a tokenizer, replacing its padding and truncation settings with detox's;
+    /// `source` names where it came from in errors.
+    pub fn new(mut inner: Tokenizer, max_tokens: usize, source: &str) -> Result<Self, LoadError> {
         inner.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams {
                 max_length: max_tokens,
                 ..Default::default()
             }))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| LoadError::Tokenizer {
+                path: source.to_string(),
+                message: e.to_string(),
+            })?;
         Ok(Self { inner, max_tokens })
     }
 
