@@ -16,6 +16,15 @@ the tiny Qwen2 and Qwen3 GGUF files with their expected logits and llama.cpp's t
 and, for the SmolLM2 tokenizer's expected ids (needs `llama-cpp-python`, which compiles llama.cpp):
     .venv-ref/bin/pip install llama-cpp-python
     .venv-ref/bin/python scripts/make_lm_fixtures.py --tokenizer "$(detox models path smollm2)"
+the tiny llama with Llama 3.1 rotary scaling (needs `llama-cpp-python`):
+    .venv-ref/bin/python scripts/make_lm_fixtures.py --llama3
+the Q4_0, Q4_1 and Q8_0 tiny llamas with llama.cpp's logits and those of the float model on the
+dequantized weights (needs `llama-cpp-python`; measured with 0.3.36, built for the CPU with
+`CMAKE_BUILD_PARALLEL_LEVEL=1 pip install llama-cpp-python`, about 15 minutes on 2 cores):
+    .venv-ref/bin/python scripts/make_lm_fixtures.py --quant
+and a tokenizer.json unlike tiny-qwen2.gguf's own, with its ids from the `tokenizers` library
+(run after --qwen):
+    .venv-ref/bin/python scripts/make_lm_fixtures.py --replacement-tokenizer
 """
 import json
 import os
@@ -400,3 +409,209 @@ def llama3():
 
 if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--llama3":
     llama3()
+
+
+QUANT_TYPES = ["Q4_0", "Q4_1", "Q8_0"]
+
+
+class QuantizingWriter:
+    """Passes tensors on to a `GGUFWriter`, storing every 2-D weight as `qtype` (rows in
+    32-wide blocks, as `llama-quantize` does) and keeping 1-D tensors (norms) f32."""
+
+    def __init__(self, w, qtype):
+        self.w, self.qtype = w, qtype
+
+    def add_tensor(self, name, t):
+        if t.ndim == 2:
+            self.w.add_tensor(name, gguf.quants.quantize(t, self.qtype), raw_dtype=self.qtype)
+        else:
+            self.w.add_tensor(name, t)
+
+
+def llama_cpp_logits(path, seqs, prompt, new_tokens):
+    """llama.cpp's logits at every position of each sequence, and its greedy continuation of
+    `prompt` with the smallest top-1/top-2 logit margin met on the way. F32 KV cache and no
+    flash attention, so the only rounding llama.cpp adds beyond f32 arithmetic is its
+    quantization of activations for quantized matrix products."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=path, n_ctx=64, n_batch=64, n_threads=2, logits_all=True,
+                type_k=0, type_v=0, flash_attn=False, verbose=False)  # 0 = GGML_TYPE_F32
+    logits = []
+    for s in seqs:
+        llm.reset()
+        llm.eval(s)
+        logits.append(np.array(llm.scores[: len(s)], dtype=np.float32))
+    llm.reset()
+    llm.eval(prompt)
+    out, margin = list(prompt), float("inf")
+    for _ in range(new_tokens):
+        row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        top = np.sort(row)[-2:]
+        margin = min(margin, float(top[1] - top[0]))
+        t = int(np.argmax(row))
+        out.append(t)
+        llm.eval([t])
+    del llm
+    return logits, out, margin
+
+
+def quant():
+    """Tiny random llamas (64 wide, so every row is two or four 32-wide blocks) whose 2-D
+    weights, token embedding included, are stored Q4_0, Q4_1 and Q8_0, with the logits
+    llama.cpp computes on them, and the logits of transformers on the *dequantized* weights:
+    the float reference that separates weight rounding (in both) from llama.cpp's own
+    quantization of activations (8-bit blocks of 32 for the Q4_0/Q4_1/Q8_0 products)."""
+    import tempfile
+
+    import llama_cpp
+    from tokenizers import ByteLevelBPETokenizer
+
+    corpus = [t * 3 for t in QWEN_TEXTS + GPT2_TEXTS] + ["the the model models prompt prompts"] * 5
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=272, min_frequency=2, special_tokens=["<|begin_of_text|>", "<|eot_id|>"])
+    vocab = bpe.get_vocab()
+    tokens = [None] * len(vocab)
+    for t, i in vocab.items():
+        tokens[i] = t
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)
+        merges = [l.rstrip("\n") for l in open(os.path.join(tmp, "merges.txt"), encoding="utf-8")
+                  if l.strip() and not l.startswith("#version")]
+    bos, eot = vocab["<|begin_of_text|>"], vocab["<|eot_id|>"]
+    torch.manual_seed(23)
+    cfg = LlamaConfig(vocab_size=len(tokens), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=bos, eos_token_id=eot)
+    cfg.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+    model = LlamaForCausalLM(cfg).eval()
+    sd = randomize(model)
+    seqs = [[bos, 5, 9, 14, 3, 200, 77, 150], [bos, 40, 41], [bos, 7, 7, 7, 7, 7, 60, 61, 62, 250, 251]]
+    prompt, new_tokens = seqs[0], 8
+
+    def write(path, tensors, qtype=None):
+        w = gguf.GGUFWriter(path, "llama")
+        w.add_name("detox tiny quantized llama")
+        add_shape(w, cfg)
+        w.add_rope_freq_base(10000.0)
+        w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("llama-bpe")
+        w.add_token_list(tokens)
+        w.add_token_types([3 if t in ("<|begin_of_text|>", "<|eot_id|>") else 1 for t in tokens])
+        w.add_token_merges(merges)
+        w.add_bos_token_id(bos)
+        w.add_eos_token_id(eot)
+        w.add_add_bos_token(True)
+        q = QuantizingWriter(w, qtype) if qtype is not None else w
+        q.add_tensor("token_embd.weight", tensors["model.embed_tokens.weight"])
+        add_blocks(q, tensors, cfg, permute_qk=True)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+
+    def rounded(rows):
+        return [[round(float(x), 6) for x in r] for r in rows]
+
+    expected = {"sequences": seqs, "greedy_prompt": prompt, "quants": {},
+                "llama_cpp_python": llama_cpp.__version__, "transformers_version": transformers.__version__}
+    for name in QUANT_TYPES:
+        qtype = getattr(gguf.GGMLQuantizationType, name)
+        # Rows are quantized block by block, so quantizing then permuting Q/K rows (the GGUF
+        # layout) equals permuting the dequantized rows: one dequantized state dict serves both.
+        dq = {k: gguf.quants.dequantize(gguf.quants.quantize(v, qtype), qtype).astype(np.float32) if v.ndim == 2 else v
+              for k, v in sd.items()}
+        path = os.path.join(OUT, f"tiny-llama-{name.lower()}.gguf")
+        write(path, sd, qtype)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in dq.items()})
+        with torch.no_grad():
+            ref = [model(torch.tensor([s])).logits[0].numpy() for s in seqs]
+            # Its greedy continuation, and the smallest top-1/top-2 margin on the way.
+            ref_greedy, ref_margin = list(prompt), float("inf")
+            for _ in range(new_tokens):
+                row = model(torch.tensor([ref_greedy])).logits[0, -1].numpy()
+                top = np.sort(row)[-2:]
+                ref_margin = min(ref_margin, float(top[1] - top[0]))
+                ref_greedy.append(int(np.argmax(row)))
+        # The float reference again, with every input of a linear layer rounded to 8-bit blocks
+        # of 32 (Q8_0 values; Q4_1's Q8_1 partner holds the same values) as llama.cpp's
+        # ggml_vec_dot_q*_q8_* products see them: what remains between llama.cpp and this is
+        # summation order.
+        def q8(module, args):
+            x = args[0].numpy()
+            module.q8_input = x
+            r = gguf.quants.dequantize(gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0), gguf.GGMLQuantizationType.Q8_0)
+            return (torch.from_numpy(r.reshape(x.shape).astype(np.float32)),)
+        hooks = [m.register_forward_pre_hook(q8) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        if name == "Q4_1":
+            # ggml_vec_dot_q4_1_q8_1 adds m_w * s_x per block, with s_x = d_x * sum(q_x) rounded
+            # to f16 (block_q8_1.s) rather than the exact d_x * sum(q_x) of the dequantized values.
+            def s_error(module, args, out):
+                x = module.q8_input  # as it was before rounding (`args` holds the rounded one)
+                b = x.reshape(*x.shape[:-1], -1, 32)
+                d = np.abs(b).max(axis=-1) / 127
+                qs = np.round(b / np.where(d == 0, 1, d)[..., None]).sum(axis=-1)
+                err = (d * qs).astype(np.float16).astype(np.float32) - d.astype(np.float16).astype(np.float32) * qs
+                return out + torch.from_numpy(err.reshape(*x.shape[:-1], -1) @ module.q4_1_min.T)
+            for mname, m in model.named_modules():
+                if isinstance(m, torch.nn.Linear):
+                    raw = gguf.quants.quantize(sd[mname + ".weight"], qtype).reshape(m.out_features, -1, 20)
+                    m.q4_1_min = raw[:, :, 2:4].copy().view(np.float16)[:, :, 0].astype(np.float32)
+                    hooks.append(m.register_forward_hook(s_error))
+        with torch.no_grad():
+            ref_q8 = [model(torch.tensor([s])).logits[0].numpy() for s in seqs]
+        for h in hooks:
+            h.remove()
+        cpp, greedy, margin = llama_cpp_logits(path, seqs, prompt, new_tokens)
+        # Control: llama.cpp on the dequantized weights stored f32 (no activation quantization).
+        with tempfile.TemporaryDirectory() as tmp:
+            f32_path = os.path.join(tmp, "f32.gguf")
+            write(f32_path, dq)
+            cpp_f32, _, _ = llama_cpp_logits(f32_path, seqs, prompt, 1)
+        worst = lambda a, b: float(max(np.max(np.abs(x - y)) for x, y in zip(a, b)))
+        measured = {"llama_cpp_vs_dequantized_float": worst(cpp, ref),
+                    "llama_cpp_f32_file_vs_dequantized_float": worst(cpp_f32, ref),
+                    "llama_cpp_vs_dequantized_float_with_q8_activations": worst(cpp, ref_q8),
+                    "max_abs_logit": float(max(np.max(np.abs(x)) for x in ref))}
+        expected["quants"][name] = {"file": os.path.basename(path), "llama_cpp": [rounded(l) for l in cpp],
+                                    "dequantized_float": [rounded(l) for l in ref], "greedy": greedy,
+                                    "greedy_min_margin": margin, "dequantized_float_greedy": ref_greedy,
+                                    "dequantized_float_greedy_min_margin": ref_margin, "measured": measured}
+        print(name, os.path.getsize(path), "bytes", measured, "greedy", greedy[len(prompt):], "margin", margin,
+              "float greedy", ref_greedy[len(prompt):], "margin", ref_margin)
+    with open(os.path.join(OUT, "tiny-llama-quant-expected.json"), "w", encoding="utf-8") as f:
+        json.dump(expected, f)
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--quant":
+    quant()
+
+
+def replacement_tokenizer():
+    """A Hugging Face `tokenizer.json` unlike tiny-qwen2.gguf's own vocabulary (another corpus,
+    a smaller vocabulary, `<|endoftext|>` at another id), to load in place of the GGUF's
+    tokenizer, with the ids the Python `tokenizers` library gives for the Qwen test texts."""
+    import tokenizers
+    from tokenizers import ByteLevelBPETokenizer, Tokenizer
+
+    corpus = [t[::-1] * 2 for t in QWEN_TEXTS] + [t.upper() * 3 for t in GPT2_TEXTS] + ["world worlds 9876 spaces"] * 7
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=2, special_tokens=["<|pad|>", "<|endoftext|>"])
+    path = os.path.join(OUT, "replacement-tokenizer.json")
+    bpe.save(path)
+    tok = Tokenizer.from_file(path)
+    ids = [tok.encode(t, add_special_tokens=False).ids for t in QWEN_TEXTS]
+    with open(os.path.join(OUT, "tiny-qwen2-expected.json"), encoding="utf-8") as f:
+        gguf_ids = json.load(f)["ids"]
+    vocab = len(gguf.GGUFReader(os.path.join(OUT, "tiny-qwen2.gguf")).fields["tokenizer.ggml.tokens"].data)
+    differ = sum(a != b for a, b in zip(ids, gguf_ids))
+    assert differ == len(QWEN_TEXTS), f"only {differ} texts get other ids than the GGUF tokenizer's"
+    assert max(max(i) for i in ids) < vocab, "ids beyond the model's vocabulary"
+    with open(os.path.join(OUT, "replacement-tokenizer-expected.json"), "w", encoding="utf-8") as f:
+        json.dump({"texts": QWEN_TEXTS, "ids": ids, "tokenizers_version": tokenizers.__version__}, f, ensure_ascii=False)
+    print("wrote", path, "vocab", tok.get_vocab_size(), "texts with other ids", differ)
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--replacement-tokenizer":
+    replacement_tokenizer()
