@@ -543,26 +543,34 @@ def quant():
             module.q8_input = x
             r = gguf.quants.dequantize(gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0), gguf.GGMLQuantizationType.Q8_0)
             return (torch.from_numpy(r.reshape(x.shape).astype(np.float32)),)
-        hooks = [m.register_forward_pre_hook(q8) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        if name == "Q4_1":
-            # ggml_vec_dot_q4_1_q8_1 adds m_w * s_x per block, with s_x = d_x * sum(q_x) rounded
-            # to f16 (block_q8_1.s) rather than the exact d_x * sum(q_x) of the dequantized values.
-            def s_error(module, args, out):
-                x = module.q8_input  # as it was before rounding (`args` holds the rounded one)
-                b = x.reshape(*x.shape[:-1], -1, 32)
-                d = np.abs(b).max(axis=-1) / 127
-                qs = np.round(b / np.where(d == 0, 1, d)[..., None]).sum(axis=-1)
-                err = (d * qs).astype(np.float16).astype(np.float32) - d.astype(np.float16).astype(np.float32) * qs
-                return out + torch.from_numpy(err.reshape(*x.shape[:-1], -1) @ module.q4_1_min.T)
-            for mname, m in model.named_modules():
-                if isinstance(m, torch.nn.Linear):
-                    raw = gguf.quants.quantize(sd[mname + ".weight"], qtype).reshape(m.out_features, -1, 20)
-                    m.q4_1_min = raw[:, :, 2:4].copy().view(np.float16)[:, :, 0].astype(np.float32)
-                    hooks.append(m.register_forward_hook(s_error))
-        with torch.no_grad():
-            ref_q8 = [model(torch.tensor([s])).logits[0].numpy() for s in seqs]
-        for h in hooks:
-            h.remove()
+        def with_q8_activations(q8_1_sum):
+            hooks = [m.register_forward_pre_hook(q8) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+            if name == "Q4_1":
+                # ggml_vec_dot_q4_1_q8_1 adds m_w * s_x per block, with s_x the block's sum as
+                # block_q8_1.s holds it (f16) rather than the exact d_x * sum(q_x).
+                def s_error(module, args, out):
+                    x = module.q8_input  # as it was before rounding (`args` holds the rounded one)
+                    b = x.reshape(*x.shape[:-1], -1, 32)
+                    d = np.abs(b).max(axis=-1) / 127
+                    qs = np.round(b / np.where(d == 0, 1, d)[..., None]).sum(axis=-1)
+                    err = q8_1_sum(d, qs) - f16(d) * qs
+                    return out + torch.from_numpy(err.reshape(*x.shape[:-1], -1) @ module.q4_1_min.T)
+                for mname, m in model.named_modules():
+                    if isinstance(m, torch.nn.Linear):
+                        raw = gguf.quants.quantize(sd[mname + ".weight"], qtype).reshape(m.out_features, -1, 20)
+                        m.q4_1_min = raw[:, :, 2:4].copy().view(np.float16)[:, :, 0].astype(np.float32)
+                        hooks.append(m.register_forward_hook(s_error))
+            with torch.no_grad():
+                out = [model(torch.tensor([s])).logits[0].numpy() for s in seqs]
+            for h in hooks:
+                h.remove()
+            return out
+
+        f16 = lambda v: np.asarray(v, dtype=np.float32).astype(np.float16).astype(np.float32)
+        # ggml (quants.c quantize_row_q8_1): f16(d * sum), d in f32.
+        ref_q8 = with_q8_activations(lambda d, qs: f16(d * qs))
+        # candle 0.11 (k_quants.rs BlockQ8_1::from_float): f16(sum) * f16(d) in f16.
+        ref_candle = with_q8_activations(lambda d, qs: f16(f16(qs) * f16(d)))
         cpp, greedy, margin = llama_cpp_logits(path, seqs, prompt, new_tokens)
         # Control: llama.cpp on the dequantized weights stored f32 (no activation quantization).
         with tempfile.TemporaryDirectory() as tmp:
@@ -573,6 +581,7 @@ def quant():
         measured = {"llama_cpp_vs_dequantized_float": worst(cpp, ref),
                     "llama_cpp_f32_file_vs_dequantized_float": worst(cpp_f32, ref),
                     "llama_cpp_vs_dequantized_float_with_q8_activations": worst(cpp, ref_q8),
+                    "llama_cpp_vs_same_with_candle_q8_1_sums": worst(cpp, ref_candle),
                     "max_abs_logit": float(max(np.max(np.abs(x)) for x in ref))}
         expected["quants"][name] = {"file": os.path.basename(path), "llama_cpp": [rounded(l) for l in cpp],
                                     "dequantized_float": [rounded(l) for l in ref], "greedy": greedy,

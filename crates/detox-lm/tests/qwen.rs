@@ -115,33 +115,49 @@ fn qwen_gguf_files_sample_through_the_language_model_interface() {
 
 #[test]
 fn a_tokenizer_json_can_replace_the_gguf_tokenizer() {
+    // `replacement-tokenizer.json` is another vocabulary than the GGUF's (written by
+    // `scripts/make_lm_fixtures.py --replacement-tokenizer`): every test text gets other ids
+    // from it, so the model can only give the Python `tokenizers` ids when it really
+    // tokenizes with the replacement.
     use detox_lm::local::LocalLm;
-    use detox_lm::LanguageModel;
+    use detox_lm::{GenerationRequest, LanguageModel};
     let gguf = fixture("tiny-qwen2.gguf");
+    let json = fixture("replacement-tokenizer.json");
     let own = LmTokenizer::from_gguf(&gguf).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("tokenizer.json");
-    own.inner.save(&json, false).unwrap();
     let lm = LocalLm::load_with(&gguf, &Device::Cpu, WeightMode::F32, Some(&json)).unwrap();
-    let e = expected("qwen2");
-    for (t, want) in e["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(e["ids"].as_array().unwrap())
-    {
-        assert_eq!(
-            lm.tokenizer().encode(t.as_str().unwrap()).unwrap(),
-            ids(want)
-        );
+    let e = common::expected("replacement-tokenizer");
+    let texts = e["texts"].as_array().unwrap();
+    assert_eq!(texts.len(), 8);
+    for (t, want) in texts.iter().zip(e["ids"].as_array().unwrap()) {
+        let t = t.as_str().unwrap();
+        let want = ids(want);
+        assert_ne!(own.encode(t).unwrap(), want, "the GGUF's own ids of {t:?}");
+        assert_eq!(lm.tokenizer().encode(t).unwrap(), want, "ids of {t:?}");
+        // The prompt the model is fed (no BOS for this file) is tokenized the same way.
+        assert_eq!(lm.prompt_ids(t, 0).unwrap(), want, "prompt ids of {t:?}");
     }
-    assert_eq!(
-        lm.identity()["tokenizer"]["sha256"].as_str().unwrap().len(),
-        64
+    // The special ids stay the model's; the replacement's own `<|endoftext|>` is another id.
+    assert_eq!(lm.tokenizer().stop, own.stop);
+    assert_ne!(
+        lm.tokenizer().inner.token_to_id("<|endoftext|>"),
+        own.inner.token_to_id("<|endoftext|>")
     );
+    let identity = lm.identity();
+    assert_eq!(identity["tokenizer"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        identity["tokenizer"]["path"].as_str().unwrap(),
+        json.display().to_string()
+    );
+    let req = GenerationRequest {
+        samples: 2,
+        max_tokens: 4,
+        params: Default::default(),
+        perplexity: true,
+    };
+    assert_eq!(lm.complete("Hello world", 0, &req).unwrap().len(), 2);
+    let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing.json");
     assert!(LocalLm::load_with(&gguf, &Device::Cpu, WeightMode::F32, Some(&missing)).is_err());
-    assert_eq!(lm.tokenizer().stop, own.stop);
 }
 
 #[test]
