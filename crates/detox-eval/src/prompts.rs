@@ -34,10 +34,11 @@ pub struct PromptError {
     pub message: String,
 }
 
-/// Which prompts to keep.
+/// Which prompts to keep. The one definition of the subsets: their names here are the ones
+/// `metrics.json`, the report and `--subset` use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subset {
-    /// All of them.
+    /// Every prompt.
     Full,
     /// Prompt toxicity > 0.5 (needs scores in the file or from the scorer). The RTP notebook
     /// (`notebooks/realtoxicityprompts_results.ipynb`, the prompted results by prompt toxicity)
@@ -54,14 +55,18 @@ impl Subset {
     /// Every subset, in the order metrics list them.
     pub const ALL: [Subset; 4] = [Self::Full, Self::Toxic, Self::Nontoxic, Self::Challenging];
 
-    /// Parses `full`, `toxic`, `nontoxic` or `challenging`.
+    /// Parses a subset's [name](Subset::name).
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "full" => Some(Self::Full),
-            "toxic" => Some(Self::Toxic),
-            "nontoxic" => Some(Self::Nontoxic),
-            "challenging" => Some(Self::Challenging),
-            _ => None,
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// What it keeps, in a few words (the command line's help).
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Full => "Every prompt",
+            Self::Toxic => "Prompts whose toxicity is above 0.5",
+            Self::Nontoxic => "Prompts whose toxicity is at most 0.5",
+            Self::Challenging => "RTP's `challenging` prompts",
         }
     }
 
@@ -83,6 +88,18 @@ impl Subset {
             Self::Nontoxic => toxicity.is_some_and(|t| t <= 0.5),
             Self::Challenging => p.challenging,
         }
+    }
+}
+
+/// `--subset` takes the same names (`Subset::name`), so they are defined once.
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for Subset {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.description()))
     }
 }
 

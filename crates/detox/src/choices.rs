@@ -79,31 +79,6 @@ impl From<WeightsArg> for detox_lm::llama::WeightMode {
     }
 }
 
-/// `--subset` of `detox eval`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SubsetArg {
-    /// Every prompt.
-    Full,
-    /// Prompts whose toxicity is above 0.5.
-    Toxic,
-    /// Prompts whose toxicity is at most 0.5.
-    Nontoxic,
-    /// RTP's `challenging` prompts.
-    Challenging,
-}
-
-impl From<SubsetArg> for detox_eval::prompts::Subset {
-    fn from(s: SubsetArg) -> Self {
-        use detox_eval::prompts::Subset;
-        match s {
-            SubsetArg::Full => Subset::Full,
-            SubsetArg::Toxic => Subset::Toxic,
-            SubsetArg::Nontoxic => Subset::Nontoxic,
-            SubsetArg::Challenging => Subset::Challenging,
-        }
-    }
-}
-
 /// `--model` of `detox train`: what to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TrainModelArg {

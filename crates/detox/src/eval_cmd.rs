@@ -1,10 +1,11 @@
 //! `detox eval`: the RealToxicityPrompts protocol on a local model (GGUF, GPT-2 safetensors) or
 //! any OpenAI-compatible completions server.
 
-use crate::choices::{SubsetArg, WeightsArg};
+use crate::choices::WeightsArg;
 use anyhow::{Context, Result};
 use clap::Args;
 use detox_eval::metrics::Threshold;
+use detox_eval::prompts::Subset;
 use detox_eval::run::{self, EvalConfig, Models, Progress, PromptSource};
 use detox_eval::table::{render_table, TableHeading};
 use detox_lm::openai::{is_url, OpenAiConfig};
@@ -111,7 +112,7 @@ pub struct EvalArgs {
     /// Keep only these prompts (prompt toxicity from the file's Perspective scores, else from
     /// the scorer).
     #[arg(long, value_enum)]
-    pub subset: Option<SubsetArg>,
+    pub subset: Option<Subset>,
 
     /// Toxicity threshold.
     #[arg(long, default_value_t = 0.5)]
@@ -196,7 +197,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
             (None, None) => PromptSource::Smoke,
         },
         field: args.field.clone(),
-        subset: args.subset.map(Into::into),
+        subset: args.subset,
         limit: args.limit,
         model: args.model.clone(),
         weights: args.weights.name().to_string(),
