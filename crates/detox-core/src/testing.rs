@@ -2,9 +2,10 @@
 //!
 //! Tests that need something CI installs (a pulled model, `../shared`, a Python package)
 //! call [`require`] first. When the thing is missing and the `CI` environment variable is set,
-//! the test fails: CI pulled it, so its absence is a bug. Otherwise the test prints a line
-//! starting with `SKIPPED:` on stdout and returns early; `cargo test` shows it with
-//! `--nocapture`, and the test's name says what it needs.
+//! the test fails: CI pulled it, so its absence is a bug. Otherwise the test writes a line
+//! starting with `SKIPPED:` straight to the process's stderr (not through `eprintln!`, which
+//! the test harness captures and hides for passing tests), so the skip shows in the plain
+//! `cargo test` output, and returns early.
 //!
 //! ```
 //! use detox_core::testing::require;
@@ -15,15 +16,25 @@
 //! ```
 
 /// Whether the test may go on: `present` is whether `what` is available. Missing under CI is a
-/// failure (panic); missing elsewhere prints `SKIPPED: <what> is missing` and returns false.
+/// failure (panic); missing elsewhere shows `SKIPPED: <what> is missing` in the test output
+/// and returns false.
 pub fn require(what: &str, present: bool) -> bool {
+    use std::io::Write;
     if present {
         return true;
     }
     if in_ci() {
         panic!("{what} is missing, but CI (the CI environment variable) must have it");
     }
-    println!("SKIPPED: {what} is missing (in CI this test fails instead)");
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    // Written to the real stderr: the harness captures `println!`/`eprintln!` of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {name}: {what} is missing (in CI this test fails instead)"
+    );
     false
 }
 
