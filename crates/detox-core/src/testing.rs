@@ -44,3 +44,21 @@ pub fn in_ci() -> bool {
         .map(|v| !v.is_empty() && v != "false" && v != "0")
         .unwrap_or(false)
 }
+
+/// A JSON array of number arrays (a fixture's expected logits or embeddings) as f32 rows.
+/// A value that is not a number becomes NaN, so a comparison with it fails
+/// ([`crate::compare::max_abs_diff_rows`]); a value that is not an array of arrays panics.
+pub fn json_matrix(v: &serde_json::Value) -> Vec<Vec<f32>> {
+    let rows = v
+        .as_array()
+        .unwrap_or_else(|| panic!("expected an array of rows, got {v}"));
+    rows.iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap_or_else(|| panic!("expected a row of numbers, got {r}"))
+                .iter()
+                .map(|x| x.as_f64().map(|f| f as f32).unwrap_or(f32::NAN))
+                .collect()
+        })
+        .collect()
+}

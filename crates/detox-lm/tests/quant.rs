@@ -52,17 +52,7 @@ fn expected() -> Value {
 }
 
 fn rows(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
+    detox_core::testing::json_matrix(v)
 }
 
 fn load(q: &Value, mode: WeightMode) -> LocalLm {

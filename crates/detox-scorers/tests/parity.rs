@@ -29,17 +29,7 @@ fn texts(e: &Value) -> Vec<String> {
 }
 
 fn matrix(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
+    detox_core::testing::json_matrix(v)
 }
 
 /// The largest |difference|; infinity for NaN/inf or mismatched shapes (so `<= tol` fails).

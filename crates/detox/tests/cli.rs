@@ -258,18 +258,7 @@ fn pulled_minilm_matches_transformers_embeddings() {
         .collect();
     let enc = detox_scorers::SentenceEncoder::from_hf_dir(&dir, 8, None).unwrap();
     let got = enc.embed(&texts).unwrap();
-    let want: Vec<Vec<f32>> = e["embeddings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            w.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect();
+    let want = detox_core::testing::json_matrix(&e["embeddings"]);
     assert!(got.iter().all(|g| g.len() == 384));
     // NaN, infinity or a missing row make this infinite, so the check fails.
     let worst = detox_core::compare::max_abs_diff_rows(&got, &want);

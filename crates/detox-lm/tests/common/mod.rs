@@ -31,19 +31,7 @@ pub fn ids(v: &Value) -> Vec<u32> {
 /// The largest absolute difference between logits rows and their expected JSON rows;
 /// infinity when a value is NaN/inf or the shapes differ (so every `< tol` check fails).
 pub fn worst_diff(got: &[Vec<f32>], want: &Value) -> f32 {
-    let want: Vec<Vec<f32>> = want
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            w.as_array()
-                .unwrap()
-                .iter()
-                .map(|b| b.as_f64().map(|x| x as f32).unwrap_or(f32::NAN))
-                .collect()
-        })
-        .collect();
-    detox_core::compare::max_abs_diff_rows(got, &want)
+    detox_core::compare::max_abs_diff_rows(got, &detox_core::testing::json_matrix(want))
 }
 
 /// One row of token ids as a [1, L] tensor.
