@@ -12,6 +12,7 @@
 //!   OpenAI-compatible completions server).
 
 pub mod cache;
+pub mod decoding;
 pub mod dense;
 pub mod gpt2;
 pub mod llama;
@@ -27,7 +28,7 @@ pub use model::{Completion, GenerationRequest, LanguageModel, LmError};
 
 use cache::KvCache;
 use candle_core::{Device, Result, Tensor};
-use sampling::{sample, SampleRng, SamplingParams};
+use sampling::SamplingParams;
 
 /// A local causal language model: token ids in, next-token logits out.
 pub trait CausalLm: Send + Sync {
@@ -55,45 +56,7 @@ pub fn generate(
     params: &SamplingParams,
     prompt_index: u64,
 ) -> Result<Vec<Vec<u32>>> {
-    if prompt.is_empty() {
-        candle_core::bail!("an empty prompt needs a BOS token to start from");
-    }
-    let mut rngs: Vec<SampleRng> = (0..k)
-        .map(|s| SampleRng::new(params.seed, prompt_index, s as u64))
-        .collect();
-    let mut cache = model.new_cache();
-    let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-    let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
-    let mut cache = cache.repeat(k)?;
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); k];
-    let mut done = vec![false; k];
-    let mut next: Vec<u32> = rngs
-        .iter_mut()
-        .map(|r| sample(&first[0], params, r))
-        .collect();
-    for step in 0..max_new {
-        for (i, &t) in next.iter().enumerate() {
-            if done[i] {
-                continue;
-            }
-            if stop.contains(&t) {
-                done[i] = true;
-            } else {
-                out[i].push(t);
-            }
-        }
-        if step + 1 == max_new || done.iter().all(|d| *d) {
-            break;
-        }
-        let ids = Tensor::new(next.as_slice(), model.device())?.unsqueeze(1)?;
-        let logits = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
-        next = logits
-            .iter()
-            .zip(rngs.iter_mut())
-            .map(|(row, r)| sample(row, params, r))
-            .collect();
-    }
-    Ok(out)
+    decoding::generate_mitigated(model, &[], prompt, k, max_new, stop, params, prompt_index)
 }
 
 /// The negative log-likelihood (natural log, summed over tokens) of each of `tails` following
