@@ -84,15 +84,19 @@ impl RunFolder {
                 message: format!("not JSON: {e}"),
             })?;
             if old.get("protocol") != Some(&protocol) {
-                let changed: Vec<String> = protocol
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|(k, v)| old["protocol"].get(k.as_str()) != Some(v))
-                            .map(|(k, _)| k.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                // Keys on either side: a setting added or dropped is a change too.
+                let empty = serde_json::Map::new();
+                let new_map = protocol.as_object().unwrap_or(&empty);
+                let old_map = old["protocol"].as_object().unwrap_or(&empty);
+                let mut changed: Vec<String> = new_map
+                    .keys()
+                    .chain(old_map.keys().filter(|k| !new_map.contains_key(*k)))
+                    .filter(|k| new_map.get(*k) != old_map.get(*k))
+                    .cloned()
+                    .collect();
+                if changed.is_empty() {
+                    changed.push("protocol".into());
+                }
                 return Err(EvalError::SettingsChanged {
                     dir: dir.to_path_buf(),
                     changed,
@@ -268,6 +272,17 @@ mod tests {
         assert!(
             matches!(&e, EvalError::SettingsChanged { changed, .. } if changed == &["seed"]),
             "{e}"
+        );
+        let e = RunFolder::open(&run, &json!({"model": "a"}), 3).unwrap_err();
+        assert!(
+            matches!(&e, EvalError::SettingsChanged { changed, .. } if changed == &["seed"]),
+            "a dropped setting is named: {e}"
+        );
+        let e = RunFolder::open(&run, &json!({"model": "a", "seed": 1, "mitigate": []}), 3)
+            .unwrap_err();
+        assert!(
+            matches!(&e, EvalError::SettingsChanged { changed, .. } if changed == &["mitigate"]),
+            "an added setting is named: {e}"
         );
         let e = RunFolder::open(&run, &p1, 0).unwrap_err();
         assert!(matches!(e, EvalError::TooManyLines { .. }), "{e}");

@@ -311,6 +311,9 @@ pub struct Protocol {
     pub model: String,
     /// The model's identity (kind, file or address, hashes).
     pub model_identity: Value,
+    /// Decoding-time methods, in the order applied, with their parameters (absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mitigate: Vec<Value>,
     /// The weight mode.
     pub weights: String,
     /// The judge as named.
@@ -373,6 +376,7 @@ impl Protocol {
             prompt_toxicity: prepared.toxicity,
             model: config.model.clone(),
             model_identity: models.lm.identity(),
+            mitigate: models.lm.mitigations(),
             weights: config.weights.clone(),
             judge_model: config.judge_model.clone(),
             judge_identity: models.judge.map(|j| j.identity()),
@@ -394,7 +398,12 @@ impl Protocol {
 }
 
 /// The notes a run's table, `metrics.json` and report carry.
-pub fn notes(config: &EvalConfig, prepared: &Prepared, scorer_id: &str) -> Vec<String> {
+pub fn notes(
+    config: &EvalConfig,
+    prepared: &Prepared,
+    scorer_id: &str,
+    mitigations: &[Value],
+) -> Vec<String> {
     let mut notes = Vec::new();
     match prepared.toxicity {
         PromptToxicity::Scorer => notes.push(format!(
@@ -404,6 +413,16 @@ pub fn notes(config: &EvalConfig, prepared: &Prepared, scorer_id: &str) -> Vec<S
             "Prompt toxicity is the file's where present and the scorer's ({scorer_id}) elsewhere."
         )),
         _ => {}
+    }
+    if !mitigations.is_empty() {
+        let names: Vec<&str> = mitigations
+            .iter()
+            .filter_map(|m| m["method"].as_str())
+            .collect();
+        notes.push(format!(
+            "Mitigated: {} applied at decoding time, in that order; perplexity is the unmitigated model's unless a judge is given.",
+            names.join(", ")
+        ));
     }
     if !config.perplexity {
         notes.push("Perplexity was not computed (--no-perplexity).".into());
@@ -497,7 +516,12 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Outcome, EvalError> {
     let protocol = Protocol::new(config, prepared, models)?;
-    let notes = notes(config, prepared, &models.scorer.info().id);
+    let notes = notes(
+        config,
+        prepared,
+        &models.scorer.info().id,
+        &models.lm.mitigations(),
+    );
     let prompts = &prepared.prompts;
     let (folder, mut done) = match &config.out {
         Some(dir) => {

@@ -1,6 +1,7 @@
 //! One call from a `--model` value to a [`LanguageModel`]: a server address, a local GGUF file
 //! or GPT-2 folder, or a registry name (pulled on first use unless offline).
 
+use crate::decoding::MitigationSpec;
 use crate::llama::WeightMode;
 use crate::local::LocalLm;
 use crate::openai::{is_url, OpenAiConfig, OpenAiLm};
@@ -21,6 +22,8 @@ pub struct LmOptions {
     pub server: OpenAiConfig,
     /// Never download registry models.
     pub offline: bool,
+    /// Decoding-time methods, applied in order (local models only).
+    pub mitigations: Vec<MitigationSpec>,
 }
 
 impl Default for LmOptions {
@@ -31,6 +34,7 @@ impl Default for LmOptions {
             threads: 1,
             server: OpenAiConfig::default(),
             offline: false,
+            mitigations: Vec::new(),
         }
     }
 }
@@ -44,6 +48,12 @@ pub fn load_language_model(
     notify: &dyn Fn(&str),
 ) -> Result<Box<dyn LanguageModel>, LmError> {
     if is_url(spec) {
+        if let Some(m) = opts.mitigations.iter().find(|m| m.needs_logits()) {
+            return Err(LmError::Unsupported(format!(
+                "--mitigate {} changes the model's next-token logits, which a completions server does not give; use a local model (a GGUF file or a GPT-2 folder)",
+                m.name()
+            )));
+        }
         let lm = OpenAiLm::connect(OpenAiConfig {
             base_url: spec.to_string(),
             ..opts.server.clone()
@@ -61,6 +71,7 @@ pub fn load_language_model(
         opts.weights,
         opts.tokenizer.as_deref(),
     )?
-    .with_concurrency(opts.threads);
+    .with_concurrency(opts.threads)
+    .with_mitigations(&opts.mitigations)?;
     Ok(Box::new(lm))
 }

@@ -1,11 +1,12 @@
 //! A local model with its tokenizer, behind [`LanguageModel`]: a GGUF file (llama family) or a
 //! Hugging Face GPT-2 folder.
 
+use crate::decoding::{generate_mitigated, Mitigation, MitigationSpec};
 use crate::gpt2::Gpt2;
 use crate::llama::{Llama, WeightMode};
 use crate::model::{Completion, GenerationRequest, LanguageModel, LmError};
 use crate::tokenizer::{GgufSpecials, LmTokenizer};
-use crate::{continuation_perplexity, generate, tail_nll, CausalLm};
+use crate::{continuation_perplexity, tail_nll, CausalLm};
 use candle_core::Device;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -17,6 +18,7 @@ pub struct LocalLm {
     tok: LmTokenizer,
     identity: Value,
     concurrency: usize,
+    mitigations: Vec<Box<dyn Mitigation>>,
 }
 
 fn sha256(path: &Path) -> Result<String, LmError> {
@@ -99,6 +101,7 @@ impl LocalLm {
                 tok,
                 identity: json!({"kind": "gpt2", "path": path.display().to_string(), "sha256": files}),
                 concurrency: 1,
+                mitigations: Vec::new(),
             });
         }
         if !is_gguf(path) {
@@ -119,6 +122,7 @@ impl LocalLm {
             tok,
             identity: json!({"kind": "gguf", "path": path.display().to_string(), "sha256": sha256(path)?}),
             concurrency: 1,
+            mitigations: Vec::new(),
         })
     }
 
@@ -127,6 +131,16 @@ impl LocalLm {
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
+    }
+
+    /// Samples with these decoding-time methods, applied in order (perplexity stays the
+    /// unmitigated model's: DExperts' convention of fluency by an outside judge).
+    pub fn with_mitigations(mut self, specs: &[MitigationSpec]) -> Result<Self, LmError> {
+        self.mitigations = specs
+            .iter()
+            .map(|s| s.build(&self.tok))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
     }
 
     /// The tokenizer.
@@ -180,6 +194,10 @@ impl LanguageModel for LocalLm {
         self.concurrency
     }
 
+    fn mitigations(&self) -> Vec<Value> {
+        self.mitigations.iter().map(|m| m.describe()).collect()
+    }
+
     fn complete(
         &self,
         prompt: &str,
@@ -187,8 +205,10 @@ impl LanguageModel for LocalLm {
         req: &GenerationRequest,
     ) -> Result<Vec<Completion>, LmError> {
         let ids = self.prompt_ids(prompt, req.max_tokens)?;
-        let samples = generate(
+        let methods: Vec<&dyn Mitigation> = self.mitigations.iter().map(|m| m.as_ref()).collect();
+        let samples = generate_mitigated(
             self.model.as_ref(),
+            &methods,
             &ids,
             req.samples,
             req.max_tokens,

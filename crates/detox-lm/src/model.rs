@@ -78,6 +78,11 @@ pub trait LanguageModel: Send + Sync {
         req: &GenerationRequest,
     ) -> Result<Vec<Completion>, LmError>;
 
+    /// The decoding-time methods it samples with, described for `run.json` (none by default).
+    fn mitigations(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
     /// How many prompts may be in flight at once (servers: the concurrency limit).
     fn concurrency(&self) -> usize {
         1

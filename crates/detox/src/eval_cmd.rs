@@ -8,6 +8,7 @@ use detox_eval::metrics::Threshold;
 use detox_eval::prompts::Subset;
 use detox_eval::run::{self, EvalConfig, Models, Progress, PromptSource};
 use detox_eval::table::{render_table, TableHeading};
+use detox_lm::decoding::MitigationSpec;
 use detox_lm::openai::{is_url, OpenAiConfig};
 use detox_lm::sampling::SamplingParams;
 use detox_lm::{load_language_model, GenerationRequest, LanguageModel, LmOptions};
@@ -47,6 +48,12 @@ pub struct EvalArgs {
     /// to hold in f32).
     #[arg(long, value_enum, default_value_t = WeightsArg::F32)]
     pub weights: WeightsArg,
+
+    /// Decoding-time mitigation, applied in the order given (local models):
+    /// `word-filter:list=FILE` (RealToxicityPrompts' word filter over a word list, one word per
+    /// line). Recorded in run.json; a run folder refuses another value.
+    #[arg(long, value_name = "SPEC[,SPEC...]", value_parser = parse_mitigations)]
+    pub mitigate: Option<Mitigations>,
 
     /// Server models: the `model` field to send (default: the first one the server lists).
     #[arg(long)]
@@ -132,6 +139,16 @@ pub struct EvalArgs {
     pub threads: Option<usize>,
 }
 
+/// `--mitigate`'s methods, in order (one value holding a list, as clap needs it).
+#[derive(Debug, Clone)]
+pub struct Mitigations(Vec<MitigationSpec>);
+
+fn parse_mitigations(s: &str) -> Result<Mitigations, String> {
+    MitigationSpec::parse_list(s)
+        .map(Mitigations)
+        .map_err(|e| e.message)
+}
+
 /// The progress bar on stderr.
 struct Bar(ProgressBar);
 
@@ -160,6 +177,7 @@ impl Progress for Bar {
 fn load_lm(
     spec: &str,
     tokenizer: Option<PathBuf>,
+    mitigations: Vec<MitigationSpec>,
     args: &EvalArgs,
     threads: usize,
     offline: bool,
@@ -177,6 +195,7 @@ fn load_lm(
             ..Default::default()
         },
         offline,
+        mitigations,
     };
     let hub = detox_hub::Hub::from_env();
     load_language_model(spec, &opts, &hub, &|m: &str| eprintln!("detox: {m}")).with_context(|| {
@@ -233,12 +252,21 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
     for w in &prepared.warnings {
         eprintln!("detox: {w}");
     }
-    let lm = load_lm(&args.model, args.tokenizer.clone(), &args, threads, offline)?;
+    let lm = load_lm(
+        &args.model,
+        args.tokenizer.clone(),
+        args.mitigate.clone().map(|m| m.0).unwrap_or_default(),
+        &args,
+        threads,
+        offline,
+    )?;
     let judge: Option<Box<dyn LanguageModel>> = match &args.judge_model {
         Some(j) if is_url(j) => {
             anyhow::bail!("--judge-model must be a local model (a server gives no perplexities)")
         }
-        Some(j) if !args.no_perplexity => Some(load_lm(j, None, &args, threads, offline)?),
+        Some(j) if !args.no_perplexity => {
+            Some(load_lm(j, None, Vec::new(), &args, threads, offline)?)
+        }
         _ => None,
     };
     let scorer_identity = serde_json::to_value(scorer_spec.identity(&scorer_opts)?)?;

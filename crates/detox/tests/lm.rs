@@ -468,3 +468,74 @@ fn generations_are_identical_whatever_the_thread_count() {
     assert_eq!(one, run("2"), "--threads 1 and --threads 2");
     assert_eq!(one, run("3"), "--threads 1 and --threads 3");
 }
+
+#[test]
+fn mitigate_word_filter_is_recorded_and_a_changed_mitigation_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gpt2();
+    let prompts = tmp.path().join("prompts.txt");
+    std::fs::write(&prompts, "One\nTwo words\n").unwrap();
+    let list = tmp.path().join("words.txt");
+    std::fs::write(&list, "# a comment\nhello\n\nworld\n").unwrap();
+    let dir = tmp.path().join("m");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--samples",
+            "3",
+            "--max-tokens",
+            "4",
+            "--scorer",
+            "fast",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        detox(&args)
+    };
+    let filter = format!("word-filter:list={}", list.display());
+    let out = run(&["--mitigate", &filter]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Mitigated: word-filter"), "{stdout}");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let m = &r["protocol"]["mitigate"][0];
+    assert_eq!(m["method"], "word-filter");
+    assert_eq!(m["words"], 2, "comments and blank lines are not words: {m}");
+    assert_eq!(m["list_sha256"].as_str().unwrap().len(), 64);
+    assert!(m["token_sequences"].as_u64().unwrap() >= 2, "{m}");
+    // The same folder without the filter is another run.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("changed: mitigate"), "{stderr}");
+    // A bad value says what is wrong and how to write it.
+    let out = run(&["--mitigate", "word-filter"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("word-filter:list=FILE"));
+    // Servers give no logits: refused before any request.
+    let out = detox(&[
+        "eval",
+        "--model",
+        "http://127.0.0.1:9/v1",
+        "--mitigate",
+        &filter,
+        "--scorer",
+        "fast",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("completions server does not give"),
+        "{stderr}"
+    );
+}

@@ -13,8 +13,10 @@
 //! side-effect audits' LM loss follow). With no method, both give exactly what
 //! [`crate::generate`] and [`crate::tail_nll`] give.
 
+pub mod spec;
 pub mod word_filter;
 
+pub use spec::{MitigationSpec, MitigationSpecError};
 pub use word_filter::WordFilter;
 
 use crate::sampling::{sample, SampleRng, SamplingParams};

@@ -28,6 +28,8 @@ pub struct WordFilter {
     list: String,
     /// Words on the list.
     words: usize,
+    /// sha256 of the list file, where it came from one.
+    list_sha256: Option<String>,
 }
 
 /// The spellings of a word the filter bans: lower, Capitalised, UPPER, each with and without a
@@ -66,7 +68,14 @@ impl WordFilter {
             multi,
             list: list.to_string(),
             words,
+            list_sha256: None,
         }
+    }
+
+    /// Records the list file's sha256 (for `run.json`).
+    pub fn with_list_sha256(mut self, sha: String) -> Self {
+        self.list_sha256 = Some(sha);
+        self
     }
 
     /// A filter of `words` (blank lines and `#` comments skipped) as `tok` tokenizes them.
@@ -129,6 +138,7 @@ impl Mitigation for WordFilter {
         serde_json::json!({
             "method": "word-filter",
             "list": self.list,
+            "list_sha256": self.list_sha256,
             "words": self.words,
             "token_sequences": self.single.len() + self.multi.len(),
         })
