@@ -19,6 +19,7 @@ pub mod word_filter;
 pub use spec::{MitigationSpec, MitigationSpecError};
 pub use word_filter::WordFilter;
 
+use crate::cache::KvCache;
 use crate::sampling::{sample, SampleRng, SamplingParams};
 use crate::CausalLm;
 use candle_core::{Result, Tensor};
@@ -72,6 +73,57 @@ impl<'a> States<'a> {
     }
 }
 
+/// Rows decoding in lockstep after one prompt: the prompt is prefilled once and its cache
+/// shared by the rows; the methods' states see every step.
+struct Lockstep<'a> {
+    model: &'a dyn CausalLm,
+    cache: KvCache,
+    states: States<'a>,
+    history: Vec<Vec<u32>>,
+    logits: Vec<Vec<f32>>,
+}
+
+impl<'a> Lockstep<'a> {
+    fn start(
+        model: &'a dyn CausalLm,
+        methods: &'a [&'a dyn Mitigation],
+        prompt: &[u32],
+        rows: usize,
+    ) -> Result<Self> {
+        let states = States::start(methods, prompt, rows)?;
+        let mut cache = model.new_cache();
+        let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
+        let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
+        Ok(Self {
+            model,
+            cache: cache.repeat(rows)?,
+            states,
+            history: vec![prompt.to_vec(); rows],
+            logits: vec![first[0].clone(); rows],
+        })
+    }
+
+    /// The rows' next-token logits, as the methods change them.
+    fn adjusted(&mut self) -> Result<&[Vec<f32>]> {
+        self.states.adjust(&mut self.logits, &self.history)?;
+        Ok(&self.logits)
+    }
+
+    /// Row i takes `next[i]`: the methods hear it and the model runs one step.
+    fn push(&mut self, next: &[u32]) -> Result<()> {
+        self.states.advance(next)?;
+        for (h, &t) in self.history.iter_mut().zip(next) {
+            h.push(t);
+        }
+        let ids = Tensor::new(next, self.model.device())?.unsqueeze(1)?;
+        self.logits = self
+            .model
+            .forward(&ids, &mut self.cache, false)?
+            .to_vec2::<f32>()?;
+        Ok(())
+    }
+}
+
 /// [`crate::generate`] with `methods` changing the logits at every step: `k` continuations of
 /// `prompt`, at most `max_new` tokens each, a sample stopping at any id in `stop`. The prompt
 /// is prefilled once and its cache shared by the k rows; `prompt_index` keys the random
@@ -93,18 +145,12 @@ pub fn generate_mitigated(
     let mut rngs: Vec<SampleRng> = (0..k)
         .map(|s| SampleRng::new(params.seed, prompt_index, s as u64))
         .collect();
-    let mut states = States::start(methods, prompt, k)?;
-    let mut history: Vec<Vec<u32>> = vec![prompt.to_vec(); k];
-    let mut cache = model.new_cache();
-    let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-    let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
-    let mut cache = cache.repeat(k)?;
-    let mut logits: Vec<Vec<f32>> = vec![first[0].clone(); k];
+    let mut rows = Lockstep::start(model, methods, prompt, k)?;
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); k];
     let mut done = vec![false; k];
     for step in 0..max_new {
-        states.adjust(&mut logits, &history)?;
-        let next: Vec<u32> = logits
+        let next: Vec<u32> = rows
+            .adjusted()?
             .iter()
             .zip(rngs.iter_mut())
             .map(|(row, r)| sample(row, params, r))
@@ -122,12 +168,7 @@ pub fn generate_mitigated(
         if step + 1 == max_new || done.iter().all(|d| *d) {
             break;
         }
-        states.advance(&next)?;
-        for (h, &t) in history.iter_mut().zip(&next) {
-            h.push(t);
-        }
-        let ids = Tensor::new(next.as_slice(), model.device())?.unsqueeze(1)?;
-        logits = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
+        rows.push(&next)?;
     }
     Ok(out)
 }
@@ -159,22 +200,10 @@ pub fn mitigated_tail_nll(
     if longest == 0 {
         return Ok(vec![0.0; k]);
     }
-    let mut states = States::start(methods, prefix, k)?;
-    let mut history: Vec<Vec<u32>> = vec![prefix.to_vec(); k];
-    let mut cache = model.new_cache();
-    let ids = Tensor::new(prefix, model.device())?.unsqueeze(0)?;
-    let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
-    let mut cache = cache.repeat(k)?;
-    let mut logits: Vec<Vec<f32>> = vec![first[0].clone(); k];
+    let mut rows = Lockstep::start(model, methods, prefix, k)?;
     let mut nll = vec![0.0f64; k];
     for step in 0..longest {
-        states.adjust(&mut logits, &history)?;
-        // Rows whose tail has ended are fed a padding token (0): attention is causal, so what
-        // follows a sequence cannot change it, and its score is no longer read.
-        let next: Vec<u32> = tails
-            .iter()
-            .map(|t| t.get(step).copied().unwrap_or(0))
-            .collect();
+        let logits = rows.adjusted()?;
         for (i, t) in tails.iter().enumerate() {
             if let Some(&tok) = t.get(step) {
                 nll[i] -= log_softmax_at(&logits[i], tok);
@@ -183,12 +212,13 @@ pub fn mitigated_tail_nll(
         if step + 1 == longest {
             break;
         }
-        states.advance(&next)?;
-        for (h, &t) in history.iter_mut().zip(&next) {
-            h.push(t);
-        }
-        let ids = Tensor::new(next.as_slice(), model.device())?.unsqueeze(1)?;
-        logits = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
+        // Rows whose tail has ended are fed a padding token (0): attention is causal, so what
+        // follows a sequence cannot change it, and its score is no longer read.
+        let next: Vec<u32> = tails
+            .iter()
+            .map(|t| t.get(step).copied().unwrap_or(0))
+            .collect();
+        rows.push(&next)?;
     }
     Ok(nll)
 }
