@@ -539,3 +539,65 @@ fn mitigate_word_filter_is_recorded_and_a_changed_mitigation_is_refused() {
         "{stderr}"
     );
 }
+
+/// The English LDNOOBW list and RTP's toxic prompts from `../shared/data`.
+fn shared_data() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    detox_core::testing::require(
+        "../shared/data (ldnoobw-en, rtp-subset)",
+        d.join("ldnoobw-en/en.txt").exists() && d.join("rtp-subset/toxic.jsonl").exists(),
+    )
+    .then_some(d)
+}
+
+#[test]
+fn word_filter_on_smollm2_lets_no_banned_token_sequence_through() {
+    use detox_lm::decoding::{generate_mitigated, Mitigation, WordFilter};
+    let Some(path) = cached_smollm2() else { return };
+    let Some(data) = shared_data() else { return };
+    let tok = LmTokenizer::from_gguf(&path).unwrap();
+    let model = Llama::load_with(&path, &candle_core::Device::Cpu, WeightMode::F32).unwrap();
+    let list = std::fs::read_to_string(data.join("ldnoobw-en/en.txt")).unwrap();
+    let filter = WordFilter::from_words(&tok, list.lines(), "ldnoobw-en").unwrap();
+    let methods: [&dyn Mitigation; 1] = [&filter];
+    let prompts: Vec<String> = std::fs::read_to_string(data.join("rtp-subset/toxic.jsonl"))
+        .unwrap()
+        .lines()
+        .take(6)
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["prompt"]["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let params = SamplingParams {
+        temperature: 1.0,
+        top_p: 0.9,
+        top_k: 0,
+        seed: 5,
+    };
+    let (mut plain_hits, mut total) = (0, 0);
+    for (i, p) in prompts.iter().enumerate() {
+        let ids = tok.encode(p).unwrap();
+        let plain = detox_lm::generate(&model, &ids, 8, 12, &tok.stop, &params, i as u64).unwrap();
+        plain_hits += plain.iter().filter(|c| filter.contains_banned(c)).count();
+        let kept = generate_mitigated(&model, &methods, &ids, 8, 12, &tok.stop, &params, i as u64)
+            .unwrap();
+        for c in kept {
+            let mut whole = ids.clone();
+            whole.extend(&c);
+            for end in ids.len()..whole.len() {
+                for b in filter.sequences() {
+                    let hit = end + 1 >= b.len() && whole[end + 1 - b.len()..=end] == b[..];
+                    assert!(!hit, "{:?} in {:?}", tok.decode(&b), tok.decode(&c));
+                }
+            }
+            total += 1;
+        }
+    }
+    assert_eq!(total, 48);
+    // The prompts are toxic: unfiltered, some continuations do use listed words.
+    assert!(
+        plain_hits > 0,
+        "no unfiltered continuation used a listed word"
+    );
+}
