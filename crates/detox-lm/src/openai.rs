@@ -65,7 +65,7 @@ enum Failure {
 }
 
 impl OpenAiLm {
-    /// Connects: checks the server answers `GET {base}/models` and picks the model.
+    /// Connects: without a model name, asks `GET {base}/models` and picks the first one.
     pub fn connect(mut config: OpenAiConfig) -> Result<Self, LmError> {
         config.base_url = config.base_url.trim_end_matches('/').to_string();
         config.concurrency = config.concurrency.max(1);
@@ -78,22 +78,18 @@ impl OpenAiLm {
             config,
             agent,
         };
-        let url = format!("{}/models", me.config.base_url);
-        let listed = me.call(|| me.request("GET", &url).call().map_err(Box::new), &url, 0);
-        match (listed, me.config.model.is_some()) {
-            (Ok(v), false) => {
-                me.model = v["data"][0]["id"]
-                    .as_str()
-                    .ok_or_else(|| LmError::Server {
-                        url: url.clone(),
-                        message: "lists no model; name one with --model-name".into(),
-                    })?
-                    .to_string();
-            }
-            (Ok(_), true) => {}
-            // Some servers have no model list; the name given is enough.
-            (Err(_), true) => {}
-            (Err(e), false) => return Err(e),
+        // With a model named, nothing needs the list (some servers have none), so a dead
+        // server fails on the first completion instead of after a whole retry schedule here.
+        if me.config.model.is_none() {
+            let url = format!("{}/models", me.config.base_url);
+            let listed = me.call(|| me.request("GET", &url).call().map_err(Box::new), &url, 0)?;
+            me.model = listed["data"][0]["id"]
+                .as_str()
+                .ok_or_else(|| LmError::Server {
+                    url: url.clone(),
+                    message: "lists no model; name one with --model-name".into(),
+                })?
+                .to_string();
         }
         Ok(me)
     }

@@ -394,3 +394,46 @@ fn no_server_at_the_address_is_a_clear_connection_error() {
     assert!(msg.contains("refused"), "{msg}");
     assert!(msg.ends_with("(gave up after 1 retries)"), "{msg}");
 }
+
+#[test]
+fn a_named_model_connects_without_asking_for_the_model_list() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let t = Instant::now();
+    // With backoff 1 s and 3 retries, asking for /models here would take 7 s or more.
+    let lm = OpenAiLm::connect(OpenAiConfig {
+        base_url: base.clone(),
+        model: Some("named".into()),
+        retries: 3,
+        timeout: TIMEOUT,
+        backoff: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(lm.model_name(), "named");
+    // The dead server shows on the first completion, named by its address.
+    let lm = OpenAiLm::connect(OpenAiConfig {
+        base_url: base.clone(),
+        model: Some("named".into()),
+        retries: 0,
+        timeout: TIMEOUT,
+        backoff: FAST,
+        ..Default::default()
+    })
+    .unwrap();
+    let err = lm.complete("hi", 0, &request(1)).expect_err("no server");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{base}/completions: ")),
+        "{err}"
+    );
+}
