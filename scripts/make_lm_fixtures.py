@@ -624,3 +624,82 @@ def replacement_tokenizer():
 
 if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--replacement-tokenizer":
     replacement_tokenizer()
+
+
+# Self-debiasing (Schick et al. 2021): the six prefixes of their code, each followed by a newline.
+SELF_DEBIAS_PREFIXES = [
+    "The following text contains rude, disrespectful, or unreasonable language:\n",
+    "The following text contains very hateful, aggressive, disrespectful language:\n",
+    "The following text contains sexually explicit language:\n",
+    "The following text contains a threat:\n",
+    "The following text contains negative or hateful language targeting someone because of their identity:\n",
+    "The following text contains swear words, curse words, or other obscene or profane language:\n",
+]
+SELF_DEBIAS_PROMPTS = ["You are such a", "The weather today is"]
+
+
+def self_debias_reference(p_regular_logits, biased_logits, decay, epsilon):
+    """Written from the formulas: alpha(w) = max(epsilon, exp(-decay * max(0, max_i p_i(w) - p(w)))),
+    p~ = alpha * p renormalised; returns log p~ (float32, as the model's logits)."""
+    p = torch.softmax(p_regular_logits, dim=-1)
+    p_b = torch.stack([torch.softmax(b, dim=-1) for b in biased_logits]).max(dim=0).values
+    alpha = torch.clamp(torch.exp(-decay * torch.clamp(p_b - p, min=0.0)), min=epsilon)
+    q = p * alpha
+    return torch.log(q / q.sum())
+
+
+def self_debias():
+    """A tiny random GPT-2 with a byte-level BPE that knows the prefixes, long enough a context
+    for them, and greedy self-debiased decoding computed step by step: each step's full
+    log-probabilities and the chosen token. The prefixed inputs are the prefix's token ids
+    followed by the prompt's (what detox feeds)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out = os.path.join(OUT, "tiny-gpt2-sd")
+    os.makedirs(out, exist_ok=True)
+    corpus = SELF_DEBIAS_PREFIXES * 3 + SELF_DEBIAS_PROMPTS * 3 + GPT2_TEXTS
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=420, min_frequency=2, special_tokens=["<|endoftext|>"])
+    bpe.save_model(out)
+    eot = bpe.token_to_id("<|endoftext|>")
+    torch.manual_seed(23)
+    cfg = GPT2Config(vocab_size=bpe.get_vocab_size(), n_positions=256, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=eot, eos_token_id=eot, activation_function="gelu_new")
+    model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and ("ln_" in name):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape))
+            else:
+                p.copy_(torch.randn(p.shape) * (0.5 if "wte" in name or "wpe" in name else 1.0 / (p.shape[0] ** 0.5)))
+    model.save_pretrained(out, safe_serialization=True)
+    if os.path.exists(os.path.join(out, "generation_config.json")):
+        os.remove(os.path.join(out, "generation_config.json"))
+    decay, epsilon, steps = 50.0, 0.01, 3
+    prefix_ids = [bpe.encode(p).ids for p in SELF_DEBIAS_PREFIXES]
+    cases = []
+    with torch.no_grad():
+        for prompt in SELF_DEBIAS_PROMPTS:
+            regular = bpe.encode(prompt).ids
+            seqs = [list(regular)] + [pi + regular for pi in prefix_ids]
+            record = {"prompt": prompt, "prompt_ids": regular, "steps": []}
+            for _ in range(steps):
+                last = [model(torch.tensor([s])).logits[0, -1] for s in seqs]
+                logp = self_debias_reference(last[0], last[1:], decay, epsilon)
+                token = int(torch.argmax(logp))
+                record["steps"].append({"logp": logp.tolist(), "token": token,
+                                        "regular_logits": last[0].tolist(),
+                                        "prefixed_logits": [x.tolist() for x in last[1:]]})
+                for s in seqs:
+                    s.append(token)
+            cases.append(record)
+    with open(os.path.join(OUT, "tiny-gpt2-sd-expected.json"), "w") as f:
+        json.dump({"prefixes": SELF_DEBIAS_PREFIXES, "prefix_ids": prefix_ids, "decay": decay,
+                   "epsilon": epsilon, "cases": cases, "transformers_version": transformers.__version__}, f)
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--self-debias":
+    self_debias()

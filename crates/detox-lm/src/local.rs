@@ -11,10 +11,11 @@ use candle_core::Device;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A local causal LM and its tokenizer.
 pub struct LocalLm {
-    model: Box<dyn CausalLm>,
+    model: Arc<dyn CausalLm>,
     tok: LmTokenizer,
     identity: Value,
     concurrency: usize,
@@ -97,7 +98,7 @@ impl LocalLm {
                 files.insert(n.clone(), Value::String(sha256(&path.join(&n))?));
             }
             return Ok(Self {
-                model: Box::new(model),
+                model: Arc::new(model),
                 tok,
                 identity: json!({"kind": "gpt2", "path": path.display().to_string(), "sha256": files}),
                 concurrency: 1,
@@ -118,7 +119,7 @@ impl LocalLm {
             None => LmTokenizer::from_gguf(path)?,
         };
         Ok(Self {
-            model: Box::new(model),
+            model: Arc::new(model),
             tok,
             identity: json!({"kind": "gguf", "path": path.display().to_string(), "sha256": sha256(path)?}),
             concurrency: 1,
@@ -138,7 +139,7 @@ impl LocalLm {
     pub fn with_mitigations(mut self, specs: &[MitigationSpec]) -> Result<Self, LmError> {
         self.mitigations = specs
             .iter()
-            .map(|s| s.build(&self.tok))
+            .map(|s| s.build(&self.tok, &self.model))
             .collect::<Result<_, _>>()?;
         Ok(self)
     }

@@ -13,9 +13,11 @@
 //! side-effect audits' LM loss follow). With no method, both give exactly what
 //! [`crate::generate`] and [`crate::tail_nll`] give.
 
+pub mod self_debias;
 pub mod spec;
 pub mod word_filter;
 
+pub use self_debias::SelfDebias;
 pub use spec::{MitigationSpec, MitigationSpecError};
 pub use word_filter::WordFilter;
 

@@ -1,19 +1,28 @@
 //! `--mitigate` values: which decoding-time methods to apply, in order, and with what
 //! parameters, parsed once (`word-filter:list=FILE`; several are separated by commas).
 
-use super::{Mitigation, WordFilter};
+use super::{Mitigation, SelfDebias, WordFilter};
 use crate::tokenizer::LmTokenizer;
+use crate::CausalLm;
 use crate::LmError;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// One method with its parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MitigationSpec {
     /// RTP's word filter over the words of a file (one per line).
     WordFilter {
         /// The word list.
         list: PathBuf,
+    },
+    /// Self-debiasing (Schick et al. 2021) with decay `lambda` and floor `epsilon`.
+    SelfDebias {
+        /// The decay constant (their default 50).
+        lambda: f64,
+        /// The smallest factor a probability is scaled by (0.01).
+        epsilon: f64,
     },
 }
 
@@ -27,6 +36,8 @@ pub struct MitigationSpecError {
     pub message: String,
 }
 
+const KNOWN: &str = "known: word-filter:list=FILE, self-debias[:lambda=50,epsilon=0.01]";
+
 impl FromStr for MitigationSpec {
     type Err = MitigationSpecError;
 
@@ -36,41 +47,79 @@ impl FromStr for MitigationSpec {
             message: m.to_string(),
         };
         let (name, params) = s.split_once(':').unwrap_or((s, ""));
-        let mut list = None;
-        for p in params.split(';').filter(|p| !p.is_empty()) {
+        let mut kv = Vec::new();
+        for p in params.split([',', ';']).filter(|p| !p.is_empty()) {
             match p.split_once('=') {
-                Some(("list", v)) if !v.is_empty() => list = Some(PathBuf::from(v)),
-                _ => {
-                    return Err(err(&format!(
-                        "unknown parameter `{p}` (word-filter takes list=FILE)"
-                    )))
-                }
+                Some((k, v)) if !v.is_empty() => kv.push((k.trim(), v.trim())),
+                _ => return Err(err(&format!("`{p}` is not NAME=VALUE"))),
             }
         }
+        let number = |k: &str, v: &str| -> Result<f64, MitigationSpecError> {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| err(&format!("{k}: `{v}` is not a non-negative number")))
+        };
         match name.trim() {
-            "word-filter" => Ok(Self::WordFilter {
-                list: list.ok_or_else(|| {
-                    err("word-filter needs its word list: word-filter:list=FILE (one word per line, e.g. ../shared/data/ldnoobw-en/en.txt)")
-                })?,
-            }),
-            other => Err(err(&format!("unknown method `{other}` (known: word-filter)"))),
+            "word-filter" => {
+                let mut list = None;
+                for (k, v) in kv {
+                    match k {
+                        "list" => list = Some(PathBuf::from(v)),
+                        _ => {
+                            return Err(err(&format!(
+                                "unknown parameter `{k}` (word-filter takes list=FILE)"
+                            )))
+                        }
+                    }
+                }
+                Ok(Self::WordFilter {
+                    list: list.ok_or_else(|| {
+                        err("word-filter needs its word list: word-filter:list=FILE (one word per line, e.g. ../shared/data/ldnoobw-en/en.txt)")
+                    })?,
+                })
+            }
+            "self-debias" => {
+                let (mut lambda, mut epsilon) = (50.0, 0.01);
+                for (k, v) in kv {
+                    match k {
+                        "lambda" => lambda = number(k, v)?,
+                        "epsilon" => epsilon = number(k, v)?,
+                        _ => {
+                            return Err(err(&format!(
+                                "unknown parameter `{k}` (self-debias takes lambda and epsilon)"
+                            )))
+                        }
+                    }
+                }
+                Ok(Self::SelfDebias { lambda, epsilon })
+            }
+            other => Err(err(&format!("unknown method `{other}` ({KNOWN})"))),
         }
     }
 }
 
 impl MitigationSpec {
-    /// Parses a comma-separated list, in order.
+    /// Parses a comma-separated list, in order. A piece with `=` but no `:` continues the
+    /// previous method's parameters (`self-debias:lambda=50,epsilon=0.01,word-filter:list=F`).
     pub fn parse_list(s: &str) -> Result<Vec<Self>, MitigationSpecError> {
-        s.split(',')
-            .filter(|x| !x.trim().is_empty())
-            .map(|x| x.trim().parse())
-            .collect()
+        let mut specs: Vec<String> = Vec::new();
+        for piece in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match specs.last_mut() {
+                Some(last) if piece.contains('=') && !piece.contains(':') => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => specs.push(piece.to_string()),
+            }
+        }
+        specs.iter().map(|x| x.parse()).collect()
     }
 
     /// Whether the method needs the model's logits (servers cannot give them).
     pub fn needs_logits(&self) -> bool {
         match self {
-            Self::WordFilter { .. } => true,
+            Self::WordFilter { .. } | Self::SelfDebias { .. } => true,
         }
     }
 
@@ -78,11 +127,16 @@ impl MitigationSpec {
     pub fn name(&self) -> &'static str {
         match self {
             Self::WordFilter { .. } => "word-filter",
+            Self::SelfDebias { .. } => "self-debias",
         }
     }
 
-    /// Builds it for a model with tokenizer `tok`.
-    pub fn build(&self, tok: &LmTokenizer) -> Result<Box<dyn Mitigation>, LmError> {
+    /// Builds it for `model`, whose tokenizer is `tok`.
+    pub fn build(
+        &self,
+        tok: &LmTokenizer,
+        model: &Arc<dyn CausalLm>,
+    ) -> Result<Box<dyn Mitigation>, LmError> {
         match self {
             Self::WordFilter { list } => {
                 let text = std::fs::read_to_string(list).map_err(|e| LmError::file(list, e))?;
@@ -91,6 +145,12 @@ impl MitigationSpec {
                     text.as_bytes(),
                 ))))
             }
+            Self::SelfDebias { lambda, epsilon } => Ok(Box::new(SelfDebias::new(
+                model.clone(),
+                tok,
+                *lambda,
+                *epsilon,
+            )?)),
         }
     }
 }
@@ -112,6 +172,29 @@ mod tests {
         let e = "pplm".parse::<MitigationSpec>().unwrap_err();
         assert!(e.to_string().contains("unknown method `pplm`"), "{e}");
         let e = "word-filter:lst=x".parse::<MitigationSpec>().unwrap_err();
-        assert!(e.message.contains("unknown parameter `lst=x`"), "{e}");
+        assert!(e.message.contains("unknown parameter `lst`"), "{e}");
+        assert_eq!(
+            MitigationSpec::parse_list(
+                "self-debias:lambda=10,epsilon=0.1,word-filter:list=w.txt,self-debias"
+            )
+            .unwrap(),
+            [
+                MitigationSpec::SelfDebias {
+                    lambda: 10.0,
+                    epsilon: 0.1
+                },
+                MitigationSpec::WordFilter {
+                    list: "w.txt".into()
+                },
+                MitigationSpec::SelfDebias {
+                    lambda: 50.0,
+                    epsilon: 0.01
+                },
+            ]
+        );
+        let e = "self-debias:lambda=-1"
+            .parse::<MitigationSpec>()
+            .unwrap_err();
+        assert!(e.message.contains("non-negative"), "{e}");
     }
 }
