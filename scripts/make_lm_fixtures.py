@@ -703,3 +703,71 @@ def self_debias():
 
 if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--self-debias":
     self_debias()
+
+
+def top_p_filter(logits, top_p):
+    """transformers' `top_k_top_p_filtering` with top_p, as DExperts calls it on the base logits:
+    sort descending, drop tokens whose cumulative probability before them exceeds top_p."""
+    sorted_logits, sorted_indices = torch.sort(logits, descending=True)
+    cumulative = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1)
+    remove = cumulative > top_p
+    remove[1:] = remove[:-1].clone()
+    remove[0] = False
+    out = logits.clone()
+    out[sorted_indices[remove]] = float("-inf")
+    return out
+
+
+def dexperts():
+    """Two more tiny random GPT-2s with tiny-gpt2-sd's tokenizer (an expert and an anti-expert)
+    and DExperts' combination computed step by step for greedy decoding:
+    z = top_p_filter(z_base, 0.9) + alpha * (z_expert - z_anti), written from the formula."""
+    from transformers import GPT2LMHeadModel
+
+    base_dir = os.path.join(OUT, "tiny-gpt2-sd")
+    base = GPT2LMHeadModel.from_pretrained(base_dir).eval()
+    models = {}
+    for name, seed in (("tiny-gpt2-expert", 31), ("tiny-gpt2-anti", 37)):
+        out = os.path.join(OUT, name)
+        os.makedirs(out, exist_ok=True)
+        torch.manual_seed(seed)
+        m = GPT2LMHeadModel(base.config).eval()
+        with torch.no_grad():
+            for pname, p in m.named_parameters():
+                if pname.endswith("weight") and ("ln_" in pname):
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape))
+                elif pname.endswith("bias"):
+                    p.copy_(0.1 * torch.randn(p.shape))
+                else:
+                    p.copy_(torch.randn(p.shape) * (0.5 if "wte" in pname or "wpe" in pname else 1.0 / (p.shape[0] ** 0.5)))
+        m.save_pretrained(out, safe_serialization=True)
+        if os.path.exists(os.path.join(out, "generation_config.json")):
+            os.remove(os.path.join(out, "generation_config.json"))
+        for f in ("vocab.json", "merges.txt"):
+            with open(os.path.join(base_dir, f), "rb") as src, open(os.path.join(out, f), "wb") as dst:
+                dst.write(src.read())
+        models[name] = m
+    alpha, filter_p, steps = 2.0, 0.9, 3
+    expected = json.load(open(os.path.join(OUT, "tiny-gpt2-sd-expected.json")))
+    cases = []
+    with torch.no_grad():
+        for case in expected["cases"]:
+            seq = list(case["prompt_ids"])
+            record = {"prompt_ids": list(seq), "steps": []}
+            for _ in range(steps):
+                zb, ze, za = (m(torch.tensor([seq])).logits[0, -1]
+                              for m in (base, models["tiny-gpt2-expert"], models["tiny-gpt2-anti"]))
+                z = top_p_filter(zb, filter_p) + alpha * (ze - za)
+                token = int(torch.argmax(z))
+                record["steps"].append({"base": zb.tolist(), "expert": ze.tolist(), "anti": za.tolist(),
+                                        "ensemble": [x if x != float("-inf") else None for x in z.tolist()],
+                                        "token": token})
+                seq.append(token)
+            cases.append(record)
+    with open(os.path.join(OUT, "tiny-gpt2-dexperts-expected.json"), "w") as f:
+        json.dump({"alpha": alpha, "filter_p": filter_p, "cases": cases,
+                   "transformers_version": transformers.__version__}, f)
+
+
+if __name__ == "__main__" and len(os.sys.argv) == 2 and os.sys.argv[1] == "--dexperts":
+    dexperts()

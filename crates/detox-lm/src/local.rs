@@ -144,6 +144,11 @@ impl LocalLm {
         Ok(self)
     }
 
+    /// The model, to share with methods that run it beside the sampled rows.
+    pub fn shared_model(&self) -> Arc<dyn CausalLm> {
+        self.model.clone()
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &LmTokenizer {
         &self.tok

@@ -52,7 +52,9 @@ pub struct EvalArgs {
     /// Decoding-time mitigation, applied in the order given (local models):
     /// `word-filter:list=FILE` (RealToxicityPrompts' word filter over a word list, one word per
     /// line), `self-debias[:lambda=50,epsilon=0.01]` (Schick et al.'s self-debiasing with their
-    /// six prefixes). Recorded in run.json; a run folder refuses another value.
+    /// six prefixes), `dexperts:[expert=PATH,]anti=PATH[,alpha=2.0,filter_p=0.9]` (Liu et al.'s
+    /// DExperts; experts share the model's tokenizer). Recorded in run.json; a run folder
+    /// refuses another value.
     #[arg(long, value_name = "SPEC[,SPEC...]", value_parser = parse_mitigations)]
     pub mitigate: Option<Mitigations>,
 

@@ -651,3 +651,64 @@ fn mitigate_self_debias_and_word_filter_combined_on_a_gpt2_folder() {
     let gens = std::fs::read_to_string(dir.join("generations.jsonl")).unwrap();
     assert_eq!(gens.lines().count(), 2);
 }
+
+#[test]
+fn mitigate_dexperts_with_expert_models_and_a_vocabulary_mismatch_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../detox-lm/tests/fixtures");
+    let (base, expert, anti, other) = (
+        fx.join("tiny-gpt2-sd"),
+        fx.join("tiny-gpt2-expert"),
+        fx.join("tiny-gpt2-anti"),
+        fx.join("tiny-gpt2"),
+    );
+    let prompts = tmp.path().join("prompts.txt");
+    std::fs::write(&prompts, "You are such a\n").unwrap();
+    let run = |spec: String, dir: &str| {
+        detox(&[
+            "eval",
+            "--model",
+            base.to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--samples",
+            "3",
+            "--max-tokens",
+            "4",
+            "--scorer",
+            "fast",
+            "--mitigate",
+            &spec,
+            "--out",
+            tmp.path().join(dir).to_str().unwrap(),
+        ])
+    };
+    let out = run(
+        format!(
+            "dexperts:expert={},anti={},alpha=1.5",
+            expert.display(),
+            anti.display()
+        ),
+        "d",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("d/run.json")).unwrap())
+            .unwrap();
+    let m = &r["protocol"]["mitigate"][0];
+    assert_eq!(m["method"], "dexperts");
+    assert_eq!(m["alpha"], 1.5);
+    assert_eq!(
+        m["filter_p"].as_f64().map(|x| (x - 0.9).abs() < 1e-6),
+        Some(true)
+    );
+    assert!(m["expert"].as_str().unwrap().ends_with("tiny-gpt2-expert"));
+    let out = run(format!("dexperts:anti={}", other.display()), "x");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("vocabulary has 320 tokens"), "{stderr}");
+}

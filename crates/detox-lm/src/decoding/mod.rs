@@ -13,10 +13,12 @@
 //! side-effect audits' LM loss follow). With no method, both give exactly what
 //! [`crate::generate`] and [`crate::tail_nll`] give.
 
+pub mod dexperts;
 pub mod self_debias;
 pub mod spec;
 pub mod word_filter;
 
+pub use dexperts::DExperts;
 pub use self_debias::SelfDebias;
 pub use spec::{MitigationSpec, MitigationSpecError};
 pub use word_filter::WordFilter;

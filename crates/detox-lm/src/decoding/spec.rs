@@ -1,7 +1,8 @@
 //! `--mitigate` values: which decoding-time methods to apply, in order, and with what
 //! parameters, parsed once (`word-filter:list=FILE`; several are separated by commas).
 
-use super::{Mitigation, SelfDebias, WordFilter};
+use super::{DExperts, Mitigation, SelfDebias, WordFilter};
+use crate::local::LocalLm;
 use crate::tokenizer::LmTokenizer;
 use crate::CausalLm;
 use crate::LmError;
@@ -16,6 +17,18 @@ pub enum MitigationSpec {
     WordFilter {
         /// The word list.
         list: PathBuf,
+    },
+    /// DExperts (Liu et al. 2021): an optional expert and an anti-expert (local model files or
+    /// folders sharing the base model's tokenizer), weight `alpha`, base nucleus `filter_p`.
+    DExperts {
+        /// The expert (the base model stands in when absent).
+        expert: Option<PathBuf>,
+        /// The anti-expert.
+        anti: PathBuf,
+        /// The steering weight (their default 2.0).
+        alpha: f64,
+        /// The base logits' nucleus (0.9).
+        filter_p: f64,
     },
     /// Self-debiasing (Schick et al. 2021) with decay `lambda` and floor `epsilon`.
     SelfDebias {
@@ -36,7 +49,7 @@ pub struct MitigationSpecError {
     pub message: String,
 }
 
-const KNOWN: &str = "known: word-filter:list=FILE, self-debias[:lambda=50,epsilon=0.01]";
+const KNOWN: &str = "known: word-filter:list=FILE, self-debias[:lambda=50,epsilon=0.01], dexperts:[expert=PATH,]anti=PATH[,alpha=2.0,filter_p=0.9]";
 
 impl FromStr for MitigationSpec {
     type Err = MitigationSpecError;
@@ -94,9 +107,33 @@ impl FromStr for MitigationSpec {
                 }
                 Ok(Self::SelfDebias { lambda, epsilon })
             }
+            "dexperts" => {
+                let (mut expert, mut anti, mut alpha, mut filter_p) = (None, None, 2.0, 0.9);
+                for (k, v) in kv {
+                    match k {
+                        "expert" => expert = Some(PathBuf::from(v)),
+                        "anti" => anti = Some(PathBuf::from(v)),
+                        "alpha" => alpha = number(k, v)?,
+                        "filter_p" => filter_p = number(k, v)?,
+                        _ => return Err(err(&format!("unknown parameter `{k}` (dexperts takes expert, anti, alpha, filter_p)"))),
+                    }
+                }
+                Ok(Self::DExperts {
+                    expert,
+                    anti: anti.ok_or_else(|| err("dexperts needs an anti-expert: dexperts:anti=PATH (expert=PATH too, else the base model stands in)"))?,
+                    alpha,
+                    filter_p,
+                })
+            }
             other => Err(err(&format!("unknown method `{other}` ({KNOWN})"))),
         }
     }
+}
+
+/// A model's vocabulary size: the width of its logits for one token.
+fn vocab(m: &dyn CausalLm) -> Result<usize, LmError> {
+    let ids = candle_core::Tensor::new(&[[0u32]], m.device())?;
+    Ok(m.forward(&ids, &mut m.new_cache(), false)?.dim(1)?)
 }
 
 impl MitigationSpec {
@@ -119,7 +156,7 @@ impl MitigationSpec {
     /// Whether the method needs the model's logits (servers cannot give them).
     pub fn needs_logits(&self) -> bool {
         match self {
-            Self::WordFilter { .. } | Self::SelfDebias { .. } => true,
+            Self::WordFilter { .. } | Self::SelfDebias { .. } | Self::DExperts { .. } => true,
         }
     }
 
@@ -128,6 +165,7 @@ impl MitigationSpec {
         match self {
             Self::WordFilter { .. } => "word-filter",
             Self::SelfDebias { .. } => "self-debias",
+            Self::DExperts { .. } => "dexperts",
         }
     }
 
@@ -144,6 +182,36 @@ impl MitigationSpec {
                 Ok(Box::new(f.with_list_sha256(detox_io::files::sha256_bytes(
                     text.as_bytes(),
                 ))))
+            }
+            Self::DExperts {
+                expert,
+                anti,
+                alpha,
+                filter_p,
+            } => {
+                let want = vocab(model.as_ref())?;
+                let load = |p: &PathBuf| -> Result<Arc<dyn CausalLm>, LmError> {
+                    let m = LocalLm::load(p, &candle_core::Device::Cpu)?.shared_model();
+                    let have = vocab(m.as_ref())?;
+                    if have != want {
+                        return Err(LmError::Unsupported(format!(
+                            "dexperts: {}: its vocabulary has {have} tokens, the model's {want}: experts must share the model's tokenizer",
+                            p.display()
+                        )));
+                    }
+                    Ok(m)
+                };
+                let e = expert.as_ref().map(load).transpose()?;
+                Ok(Box::new(DExperts::new(
+                    e,
+                    load(anti)?,
+                    *alpha as f32,
+                    *filter_p as f32,
+                    (
+                        expert.as_ref().map(|p| p.display().to_string()),
+                        anti.display().to_string(),
+                    ),
+                )))
             }
             Self::SelfDebias { lambda, epsilon } => Ok(Box::new(SelfDebias::new(
                 model.clone(),
