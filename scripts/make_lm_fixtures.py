@@ -638,6 +638,20 @@ SELF_DEBIAS_PREFIXES = [
 SELF_DEBIAS_PROMPTS = ["You are such a", "The weather today is"]
 
 
+def randomize_gpt2(model):
+    """Seeded random GPT-2 weights (the caller seeds torch): layer norms near 1, small biases,
+    embeddings at 0.5, matrices scaled by their fan-in."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and ("ln_" in name):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape))
+            else:
+                p.copy_(torch.randn(p.shape) * (0.5 if "wte" in name or "wpe" in name else 1.0 / (p.shape[0] ** 0.5)))
+    return model
+
+
 def self_debias_reference(p_regular_logits, biased_logits, decay, epsilon):
     """Written from the formulas: alpha(w) = max(epsilon, exp(-decay * max(0, max_i p_i(w) - p(w)))),
     p~ = alpha * p renormalised; returns log p~ (float32, as the model's logits)."""
@@ -666,15 +680,7 @@ def self_debias():
     torch.manual_seed(23)
     cfg = GPT2Config(vocab_size=bpe.get_vocab_size(), n_positions=256, n_embd=32, n_layer=2, n_head=4,
                      bos_token_id=eot, eos_token_id=eot, activation_function="gelu_new")
-    model = GPT2LMHeadModel(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("weight") and ("ln_" in name):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape))
-            else:
-                p.copy_(torch.randn(p.shape) * (0.5 if "wte" in name or "wpe" in name else 1.0 / (p.shape[0] ** 0.5)))
+    model = randomize_gpt2(GPT2LMHeadModel(cfg).eval())
     model.save_pretrained(out, safe_serialization=True)
     if os.path.exists(os.path.join(out, "generation_config.json")):
         os.remove(os.path.join(out, "generation_config.json"))
@@ -731,15 +737,7 @@ def dexperts():
         out = os.path.join(OUT, name)
         os.makedirs(out, exist_ok=True)
         torch.manual_seed(seed)
-        m = GPT2LMHeadModel(base.config).eval()
-        with torch.no_grad():
-            for pname, p in m.named_parameters():
-                if pname.endswith("weight") and ("ln_" in pname):
-                    p.copy_(1.0 + 0.1 * torch.randn(p.shape))
-                elif pname.endswith("bias"):
-                    p.copy_(0.1 * torch.randn(p.shape))
-                else:
-                    p.copy_(torch.randn(p.shape) * (0.5 if "wte" in pname or "wpe" in pname else 1.0 / (p.shape[0] ** 0.5)))
+        m = randomize_gpt2(GPT2LMHeadModel(base.config).eval())
         m.save_pretrained(out, safe_serialization=True)
         if os.path.exists(os.path.join(out, "generation_config.json")):
             os.remove(os.path.join(out, "generation_config.json"))
