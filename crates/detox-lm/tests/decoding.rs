@@ -302,12 +302,14 @@ fn dexperts_matches_the_pytorch_reference() {
         }
         assert!(worst <= 1e-5, "ensemble logits differ by {worst}");
         let d = DExperts::new(
+            base.as_ref(),
             Some(expert.clone()),
             anti.clone(),
             2.0,
             0.9,
             (None, "anti".into()),
-        );
+        )
+        .unwrap();
         let methods: [&dyn Mitigation; 1] = [&d];
         let g = generate_mitigated(
             base.as_ref(),
@@ -325,19 +327,16 @@ fn dexperts_matches_the_pytorch_reference() {
     println!("DExperts vs PyTorch: max |ensemble logit diff| {worst}");
     // A model with another vocabulary is refused, naming both sizes.
     let other = load("tiny-gpt2");
-    let d = DExperts::new(None, other, 2.0, 0.9, (None, "tiny-gpt2".into()));
-    let methods: [&dyn Mitigation; 1] = [&d];
-    let err = generate_mitigated(
+    let err = DExperts::new(
         base.as_ref(),
-        &methods,
-        &[1, 2],
-        1,
-        2,
-        &[],
-        &params(1.0, 0),
-        0,
+        None,
+        other,
+        2.0,
+        0.9,
+        (None, "tiny-gpt2".into()),
     )
-    .unwrap_err()
+    .err()
+    .expect("another vocabulary")
     .to_string();
     assert!(err.contains("vocabulary has 320 tokens"), "{err}");
 }

@@ -11,10 +11,9 @@
 //! (their anti-expert-only variant). The expert and anti-expert prefill the prompt once and
 //! follow the token each sample takes.
 
-use super::{Mitigation, MitigationState};
-use crate::cache::KvCache;
-use crate::CausalLm;
-use candle_core::{Result, Tensor};
+use super::{softmax, Mitigation, MitigationState, Rows};
+use crate::{CausalLm, LmError};
+use candle_core::Tensor;
 use std::sync::Arc;
 
 /// DExperts with an optional expert and an anti-expert.
@@ -31,8 +30,7 @@ pub struct DExperts {
 pub fn top_p_filter(row: &[f32], top_p: f32) -> Vec<f32> {
     let mut order: Vec<usize> = (0..row.len()).collect();
     order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
+    let p = softmax(row);
     let mut out = row.to_vec();
     let mut before = 0f32;
     for (i, &t) in order.iter().enumerate() {
@@ -41,7 +39,7 @@ pub fn top_p_filter(row: &[f32], top_p: f32) -> Vec<f32> {
         if i > 0 && before > top_p {
             out[t] = f32::NEG_INFINITY;
         }
-        before += (row[t] - max).exp() / sum;
+        before += p[t];
     }
     out
 }
@@ -55,31 +53,50 @@ pub fn combine(base: &[f32], expert: &[f32], anti: &[f32], alpha: f32, filter_p:
         .collect()
 }
 
+/// A model's vocabulary size: the width of its logits for one token.
+fn vocab(m: &dyn CausalLm) -> Result<usize, LmError> {
+    let ids = Tensor::new(&[[0u32]], m.device())?;
+    Ok(m.forward(&ids, &mut m.new_cache(), false)?.dim(1)?)
+}
+
 impl DExperts {
-    /// DExperts steering with `anti` and, if given, `expert` (else the base model), weight
-    /// `alpha`, base nucleus `filter_p`. `names` label them in `run.json`.
+    /// DExperts steering of `base` with `anti` and, if given, `expert` (else the base model),
+    /// weight `alpha`, base nucleus `filter_p`. `names` label them in `run.json` and errors.
+    /// Experts whose vocabulary differs from the base model's are refused, naming both sizes.
     pub fn new(
+        base: &dyn CausalLm,
         expert: Option<Arc<dyn CausalLm>>,
         anti: Arc<dyn CausalLm>,
         alpha: f32,
         filter_p: f32,
         names: (Option<String>, String),
-    ) -> Self {
-        Self {
+    ) -> Result<Self, LmError> {
+        let want = vocab(base)?;
+        let models = [
+            (
+                expert.as_deref(),
+                names.0.as_deref().unwrap_or("the expert"),
+            ),
+            (Some(anti.as_ref()), names.1.as_str()),
+        ];
+        for (model, name) in models {
+            if let Some(m) = model {
+                let have = vocab(m)?;
+                if have != want {
+                    return Err(LmError::Unsupported(format!(
+                        "dexperts: {name}: its vocabulary has {have} tokens, the model's {want}: experts must share the model's tokenizer"
+                    )));
+                }
+            }
+        }
+        Ok(Self {
             expert,
             anti,
             alpha,
             filter_p,
             names,
-        }
+        })
     }
-}
-
-fn prefill(model: &dyn CausalLm, prompt: &[u32], rows: usize) -> Result<(KvCache, Vec<Vec<f32>>)> {
-    let mut cache = model.new_cache();
-    let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-    let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
-    Ok((cache.repeat(rows)?, vec![first[0].clone(); rows]))
 }
 
 impl Mitigation for DExperts {
@@ -93,12 +110,16 @@ impl Mitigation for DExperts {
         })
     }
 
-    fn start<'a>(&'a self, prompt: &[u32], rows: usize) -> Result<Box<dyn MitigationState + 'a>> {
+    fn start<'a>(
+        &'a self,
+        prompt: &[u32],
+        rows: usize,
+    ) -> candle_core::Result<Box<dyn MitigationState + 'a>> {
         let expert = match &self.expert {
-            Some(m) => Some(prefill(m.as_ref(), prompt, rows)?),
+            Some(m) => Some(Rows::prefill(m.as_ref(), prompt, rows)?),
             None => None,
         };
-        let anti = prefill(self.anti.as_ref(), prompt, rows)?;
+        let anti = Rows::prefill(self.anti.as_ref(), prompt, rows)?;
         Ok(Box::new(Steering {
             method: self,
             expert,
@@ -110,40 +131,35 @@ impl Mitigation for DExperts {
 /// The experts' caches and next-token logits for one generation's rows.
 struct Steering<'a> {
     method: &'a DExperts,
-    expert: Option<(KvCache, Vec<Vec<f32>>)>,
-    anti: (KvCache, Vec<Vec<f32>>),
+    expert: Option<Rows>,
+    anti: Rows,
 }
 
 impl MitigationState for Steering<'_> {
-    fn adjust(&mut self, logits: &mut [Vec<f32>], _history: &[Vec<u32>]) -> Result<()> {
+    fn adjust(
+        &mut self,
+        logits: &mut [Vec<f32>],
+        _history: &[Vec<u32>],
+    ) -> candle_core::Result<()> {
+        // Vocabularies were checked equal when the method was built.
         for (r, row) in logits.iter_mut().enumerate() {
-            let anti = &self.anti.1[r];
-            let expert = self.expert.as_ref().map(|e| &e.1[r]).unwrap_or(row);
-            for (what, z) in [("expert", expert), ("anti-expert", anti)] {
-                if z.len() != row.len() {
-                    candle_core::bail!(
-                        "dexperts: the {what}'s vocabulary has {} tokens, the model's {}: they must share a tokenizer",
-                        z.len(),
-                        row.len()
-                    );
-                }
-            }
-            *row = combine(row, expert, anti, self.method.alpha, self.method.filter_p);
+            let expert = self.expert.as_ref().map(|e| &e.logits[r]).unwrap_or(row);
+            *row = combine(
+                row,
+                expert,
+                &self.anti.logits[r],
+                self.method.alpha,
+                self.method.filter_p,
+            );
         }
         Ok(())
     }
 
-    fn advance(&mut self, tokens: &[u32]) -> Result<()> {
+    fn advance(&mut self, tokens: &[u32]) -> candle_core::Result<()> {
         let m = self.method;
-        if let (Some(model), Some((cache, logits))) = (&m.expert, &mut self.expert) {
-            let ids = Tensor::new(tokens, model.device())?.unsqueeze(1)?;
-            *logits = model.forward(&ids, cache, false)?.to_vec2::<f32>()?;
+        if let (Some(model), Some(rows)) = (&m.expert, &mut self.expert) {
+            rows.step(model.as_ref(), tokens)?;
         }
-        let ids = Tensor::new(tokens, m.anti.device())?.unsqueeze(1)?;
-        self.anti.1 = m
-            .anti
-            .forward(&ids, &mut self.anti.0, false)?
-            .to_vec2::<f32>()?;
-        Ok(())
+        self.anti.step(m.anti.as_ref(), tokens)
     }
 }

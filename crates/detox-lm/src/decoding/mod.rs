@@ -77,14 +77,51 @@ impl<'a> States<'a> {
     }
 }
 
-/// Rows decoding in lockstep after one prompt: the prompt is prefilled once and its cache
-/// shared by the rows; the methods' states see every step.
+/// One model's rows after a shared prompt: the prompt is prefilled once, its cache repeated
+/// for the rows, and each step runs the rows' chosen tokens. The sampled model and every model
+/// a method runs beside it (prefixed prompts, experts) step this way.
+pub(crate) struct Rows {
+    cache: KvCache,
+    /// The rows' next-token logits.
+    pub(crate) logits: Vec<Vec<f32>>,
+}
+
+impl Rows {
+    /// Prefills `prompt` once for `rows` rows.
+    pub(crate) fn prefill(model: &dyn CausalLm, prompt: &[u32], rows: usize) -> Result<Self> {
+        let mut cache = model.new_cache();
+        let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
+        let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
+        Ok(Self {
+            cache: cache.repeat(rows)?,
+            logits: vec![first[0].clone(); rows],
+        })
+    }
+
+    /// Row i takes `tokens[i]`: one step of the model.
+    pub(crate) fn step(&mut self, model: &dyn CausalLm, tokens: &[u32]) -> Result<()> {
+        let ids = Tensor::new(tokens, model.device())?.unsqueeze(1)?;
+        self.logits = model
+            .forward(&ids, &mut self.cache, false)?
+            .to_vec2::<f32>()?;
+        Ok(())
+    }
+}
+
+/// A row's probabilities (f32, as the model's logits).
+pub(crate) fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / sum).collect()
+}
+
+/// Rows decoding in lockstep after one prompt, with the methods' states seeing every step.
 struct Lockstep<'a> {
     model: &'a dyn CausalLm,
-    cache: KvCache,
+    rows: Rows,
     states: States<'a>,
     history: Vec<Vec<u32>>,
-    logits: Vec<Vec<f32>>,
 }
 
 impl<'a> Lockstep<'a> {
@@ -95,22 +132,18 @@ impl<'a> Lockstep<'a> {
         rows: usize,
     ) -> Result<Self> {
         let states = States::start(methods, prompt, rows)?;
-        let mut cache = model.new_cache();
-        let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-        let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
         Ok(Self {
             model,
-            cache: cache.repeat(rows)?,
+            rows: Rows::prefill(model, prompt, rows)?,
             states,
             history: vec![prompt.to_vec(); rows],
-            logits: vec![first[0].clone(); rows],
         })
     }
 
     /// The rows' next-token logits, as the methods change them.
     fn adjusted(&mut self) -> Result<&[Vec<f32>]> {
-        self.states.adjust(&mut self.logits, &self.history)?;
-        Ok(&self.logits)
+        self.states.adjust(&mut self.rows.logits, &self.history)?;
+        Ok(&self.rows.logits)
     }
 
     /// Row i takes `next[i]`: the methods hear it and the model runs one step.
@@ -119,12 +152,7 @@ impl<'a> Lockstep<'a> {
         for (h, &t) in self.history.iter_mut().zip(next) {
             h.push(t);
         }
-        let ids = Tensor::new(next, self.model.device())?.unsqueeze(1)?;
-        self.logits = self
-            .model
-            .forward(&ids, &mut self.cache, false)?
-            .to_vec2::<f32>()?;
-        Ok(())
+        self.rows.step(self.model, next)
     }
 }
 

@@ -14,11 +14,10 @@
 //! prompt's tokens; their code tokenizes `prefix + prompt` as one string, which can differ at
 //! the boundary for tokenizers that merge across a newline.
 
-use super::{Mitigation, MitigationState};
-use crate::cache::KvCache;
+use super::{softmax, Mitigation, MitigationState, Rows};
 use crate::tokenizer::LmTokenizer;
 use crate::CausalLm;
-use candle_core::{Result, Tensor};
+use candle_core::Result;
 use std::sync::Arc;
 
 /// The six prefixes of Schick et al.'s code, verbatim, each followed by a newline.
@@ -79,14 +78,12 @@ impl Mitigation for SelfDebias {
     }
 
     fn start<'a>(&'a self, prompt: &[u32], rows: usize) -> Result<Box<dyn MitigationState + 'a>> {
-        let device = self.model.device();
         // BOS, where the prompt starts with one, stays first.
         let (head, rest) = match (prompt.first(), self.bos) {
             (Some(&f), Some(b)) if f == b => (vec![b], &prompt[1..]),
             _ => (Vec::new(), prompt),
         };
-        let mut caches = Vec::with_capacity(self.prefixes.len());
-        let mut logits = Vec::with_capacity(self.prefixes.len());
+        let mut prefixed = Vec::with_capacity(self.prefixes.len());
         for p in &self.prefixes {
             let ids: Vec<u32> = head.iter().chain(p).chain(rest).copied().collect();
             if ids.len() >= self.model.context() {
@@ -96,19 +93,11 @@ impl Mitigation for SelfDebias {
                     self.model.context()
                 );
             }
-            let mut cache = self.model.new_cache();
-            let t = Tensor::new(ids.as_slice(), device)?.unsqueeze(0)?;
-            let first = self
-                .model
-                .forward(&t, &mut cache, false)?
-                .to_vec2::<f32>()?;
-            caches.push(cache.repeat(rows)?);
-            logits.push(vec![first[0].clone(); rows]);
+            prefixed.push(Rows::prefill(self.model.as_ref(), &ids, rows)?);
         }
         Ok(Box::new(Debiasing {
             method: self,
-            caches,
-            logits,
+            prefixed,
         }))
     }
 }
@@ -116,17 +105,8 @@ impl Mitigation for SelfDebias {
 /// The prefixed copies of one generation's rows.
 struct Debiasing<'a> {
     method: &'a SelfDebias,
-    /// Per prefix, the rows' cache.
-    caches: Vec<KvCache>,
-    /// Per prefix, the rows' next-token logits.
-    logits: Vec<Vec<Vec<f32>>>,
-}
-
-fn softmax(row: &[f32]) -> Vec<f32> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = e.iter().sum();
-    e.into_iter().map(|x| x / sum).collect()
+    /// Per prefix, the rows after the prefixed prompt.
+    prefixed: Vec<Rows>,
 }
 
 /// One row's self-debiased log-probabilities from its regular logits and the prefixed copies'
@@ -152,17 +132,19 @@ impl MitigationState for Debiasing<'_> {
     fn adjust(&mut self, logits: &mut [Vec<f32>], _history: &[Vec<u32>]) -> Result<()> {
         let (lambda, eps) = (self.method.lambda as f32, self.method.epsilon as f32);
         for (r, row) in logits.iter_mut().enumerate() {
-            let prefixed: Vec<&[f32]> = self.logits.iter().map(|l| l[r].as_slice()).collect();
+            let prefixed: Vec<&[f32]> = self
+                .prefixed
+                .iter()
+                .map(|p| p.logits[r].as_slice())
+                .collect();
             *row = debias(row, &prefixed, lambda, eps);
         }
         Ok(())
     }
 
     fn advance(&mut self, tokens: &[u32]) -> Result<()> {
-        let model = &self.method.model;
-        let ids = Tensor::new(tokens, model.device())?.unsqueeze(1)?;
-        for (cache, logits) in self.caches.iter_mut().zip(&mut self.logits) {
-            *logits = model.forward(&ids, cache, false)?.to_vec2::<f32>()?;
+        for p in &mut self.prefixed {
+            p.step(self.method.model.as_ref(), tokens)?;
         }
         Ok(())
     }

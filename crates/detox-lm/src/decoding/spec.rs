@@ -130,12 +130,6 @@ impl FromStr for MitigationSpec {
     }
 }
 
-/// A model's vocabulary size: the width of its logits for one token.
-fn vocab(m: &dyn CausalLm) -> Result<usize, LmError> {
-    let ids = candle_core::Tensor::new(&[[0u32]], m.device())?;
-    Ok(m.forward(&ids, &mut m.new_cache(), false)?.dim(1)?)
-}
-
 impl MitigationSpec {
     /// Parses a comma-separated list, in order. A piece with `=` but no `:` continues the
     /// previous method's parameters (`self-debias:lambda=50,epsilon=0.01,word-filter:list=F`).
@@ -189,20 +183,12 @@ impl MitigationSpec {
                 alpha,
                 filter_p,
             } => {
-                let want = vocab(model.as_ref())?;
                 let load = |p: &PathBuf| -> Result<Arc<dyn CausalLm>, LmError> {
-                    let m = LocalLm::load(p, &candle_core::Device::Cpu)?.shared_model();
-                    let have = vocab(m.as_ref())?;
-                    if have != want {
-                        return Err(LmError::Unsupported(format!(
-                            "dexperts: {}: its vocabulary has {have} tokens, the model's {want}: experts must share the model's tokenizer",
-                            p.display()
-                        )));
-                    }
-                    Ok(m)
+                    Ok(LocalLm::load(p, &candle_core::Device::Cpu)?.shared_model())
                 };
                 let e = expert.as_ref().map(load).transpose()?;
                 Ok(Box::new(DExperts::new(
+                    model.as_ref(),
                     e,
                     load(anti)?,
                     *alpha as f32,
@@ -211,7 +197,7 @@ impl MitigationSpec {
                         expert.as_ref().map(|p| p.display().to_string()),
                         anti.display().to_string(),
                     ),
-                )))
+                )?))
             }
             Self::SelfDebias { lambda, epsilon } => Ok(Box::new(SelfDebias::new(
                 model.clone(),
