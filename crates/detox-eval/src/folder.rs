@@ -117,8 +117,12 @@ impl RunFolder {
         if previous.len() > prompts {
             return Err(EvalError::TooManyLines { path: gens_path });
         }
-        // Rewrite the complete lines only (byte for byte), dropping a line torn by a crash.
-        write_atomic(&gens_path, text.as_bytes())?;
+        // A line torn by a crash is dropped: the complete lines are written back byte for byte.
+        // An intact file (a fresh run, or one stopped between lines) is left as it is.
+        let on_disk = std::fs::metadata(&gens_path).map(|m| m.len()).unwrap_or(0);
+        if on_disk != text.len() as u64 {
+            write_atomic(&gens_path, text.as_bytes())?;
+        }
         Ok((folder, previous))
     }
 

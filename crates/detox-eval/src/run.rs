@@ -578,6 +578,7 @@ pub fn run(
     let attr = prepared.attributes.name();
     let subsets = if unprompted {
         unprompted_metrics(
+            prompts,
             &done,
             attr,
             request.samples,
@@ -788,16 +789,17 @@ pub fn prompted_metrics(
     out
 }
 
-/// The unprompted mode's metrics: per-group figures and RTP's bootstrap over all generations.
+/// The unprompted mode's metrics: per-group figures and RTP's bootstrap over all generations;
+/// `results[i]` belongs to the group `groups[i]` ([`unprompted_groups`]).
 pub fn unprompted_metrics(
+    groups: &[Prompt],
     results: &[PromptResult],
     attr: &str,
     k: usize,
     threshold: Threshold,
     seed: u64,
 ) -> BTreeMap<String, SubsetMetrics> {
-    let groups = unprompted_groups(results.len() * k.max(1), k);
-    let per = scored(&groups, results, attr);
+    let per = scored(groups, results, attr);
     let chosen: Vec<&Scored> = per.iter().collect();
     let mut m = with_perplexity(
         subset_metrics(&samples_of(&chosen), threshold, RESAMPLES, seed),
