@@ -203,6 +203,35 @@ fn detox(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `detox eval` of a local model on a prompt file with the n-gram scorer, `samples` samples of
+/// at most `max_tokens` tokens, into `out`, plus `extra` arguments.
+fn eval_local(
+    model: &Path,
+    prompts: &Path,
+    samples: &str,
+    max_tokens: &str,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--samples",
+        samples,
+        "--max-tokens",
+        max_tokens,
+        "--scorer",
+        "fast",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    detox(&args)
+}
+
 #[test]
 fn unprompted_mode_reports_rtp_bootstrap_on_a_gpt2_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -436,23 +465,7 @@ fn generations_are_identical_whatever_the_thread_count() {
     .unwrap();
     let run = |threads: &str| {
         let dir = tmp.path().join(format!("t{threads}"));
-        let out = detox(&[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--prompts",
-            prompts.to_str().unwrap(),
-            "--samples",
-            "6",
-            "--max-tokens",
-            "6",
-            "--scorer",
-            "fast",
-            "--threads",
-            threads,
-            "--out",
-            dir.to_str().unwrap(),
-        ]);
+        let out = eval_local(&model, &prompts, "6", "6", &dir, &["--threads", threads]);
         assert!(
             out.status.success(),
             "{}",
@@ -478,25 +491,7 @@ fn mitigate_word_filter_is_recorded_and_a_changed_mitigation_is_refused() {
     let list = tmp.path().join("words.txt");
     std::fs::write(&list, "# a comment\nhello\n\nworld\n").unwrap();
     let dir = tmp.path().join("m");
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--prompts",
-            prompts.to_str().unwrap(),
-            "--samples",
-            "3",
-            "--max-tokens",
-            "4",
-            "--scorer",
-            "fast",
-            "--out",
-            dir.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        detox(&args)
-    };
+    let run = |extra: &[&str]| eval_local(&model, &prompts, "3", "4", &dir, extra);
     let filter = format!("word-filter:list={}", list.display());
     let out = run(&["--mitigate", &filter]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -616,23 +611,7 @@ fn mitigate_self_debias_and_word_filter_combined_on_a_gpt2_folder() {
         "self-debias:lambda=20,epsilon=0.05,word-filter:list={}",
         list.display()
     );
-    let out = detox(&[
-        "eval",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--samples",
-        "4",
-        "--max-tokens",
-        "5",
-        "--scorer",
-        "fast",
-        "--mitigate",
-        &spec,
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+    let out = eval_local(&model, &prompts, "4", "5", &dir, &["--mitigate", &spec]);
     assert!(
         out.status.success(),
         "{}",
@@ -665,23 +644,14 @@ fn mitigate_dexperts_with_expert_models_and_a_vocabulary_mismatch_refused() {
     let prompts = tmp.path().join("prompts.txt");
     std::fs::write(&prompts, "You are such a\n").unwrap();
     let run = |spec: String, dir: &str| {
-        detox(&[
-            "eval",
-            "--model",
-            base.to_str().unwrap(),
-            "--prompts",
-            prompts.to_str().unwrap(),
-            "--samples",
+        eval_local(
+            &base,
+            &prompts,
             "3",
-            "--max-tokens",
             "4",
-            "--scorer",
-            "fast",
-            "--mitigate",
-            &spec,
-            "--out",
-            tmp.path().join(dir).to_str().unwrap(),
-        ])
+            &tmp.path().join(dir),
+            &["--mitigate", &spec],
+        )
     };
     let out = run(
         format!(
