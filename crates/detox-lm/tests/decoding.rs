@@ -27,6 +27,16 @@ fn params(temperature: f32, seed: u64) -> SamplingParams {
     }
 }
 
+/// Two rows of greedy decoding with one method, through the sampler.
+fn greedy_rows(
+    model: &dyn detox_lm::CausalLm,
+    method: &dyn Mitigation,
+    prompt: &[u32],
+    n: usize,
+) -> Vec<Vec<u32>> {
+    generate_mitigated(model, &[method], prompt, 2, n, &[], &params(0.0, 0), 0).unwrap()
+}
+
 #[test]
 fn no_method_scores_as_the_batched_plain_path() {
     let m = model();
@@ -230,19 +240,10 @@ fn self_debiasing_matches_the_pytorch_reference_step_by_step() {
                 .unwrap();
         }
         // The same through the sampler: greedy decoding picks the reference's tokens.
-        let methods: [&dyn Mitigation; 1] = [&sd];
-        let g = generate_mitigated(
-            model.as_ref(),
-            &methods,
-            &prompt,
-            2,
-            greedy.len(),
-            &[],
-            &params(0.0, 0),
-            0,
-        )
-        .unwrap();
-        assert_eq!(g, vec![greedy.clone(), greedy]);
+        assert_eq!(
+            greedy_rows(model.as_ref(), &sd, &prompt, greedy.len()),
+            vec![greedy.clone(), greedy]
+        );
     }
     println!("self-debiasing vs PyTorch: max |log p diff| {worst}");
 }
@@ -310,19 +311,10 @@ fn dexperts_matches_the_pytorch_reference() {
             (None, "anti".into()),
         )
         .unwrap();
-        let methods: [&dyn Mitigation; 1] = [&d];
-        let g = generate_mitigated(
-            base.as_ref(),
-            &methods,
-            &prompt,
-            2,
-            greedy.len(),
-            &[],
-            &params(0.0, 0),
-            0,
-        )
-        .unwrap();
-        assert_eq!(g, vec![greedy.clone(), greedy]);
+        assert_eq!(
+            greedy_rows(base.as_ref(), &d, &prompt, greedy.len()),
+            vec![greedy.clone(), greedy]
+        );
     }
     println!("DExperts vs PyTorch: max |ensemble logit diff| {worst}");
     // A model with another vocabulary is refused, naming both sizes.
