@@ -24,7 +24,9 @@ pub mod sampling;
 pub mod tokenizer;
 
 pub use load::{load_language_model, LmOptions};
-pub use model::{Completion, GenerationRequest, LanguageModel, LmError};
+pub use model::{
+    retry_stream, Completion, GenerationRequest, LanguageModel, LmError, PromptSession,
+};
 
 use cache::KvCache;
 use candle_core::{Device, Result, Tensor};
@@ -66,16 +68,27 @@ pub fn tail_nll(model: &dyn CausalLm, prefix: &[u32], tails: &[Vec<u32>]) -> Res
     if prefix.is_empty() {
         candle_core::bail!("scoring needs a non-empty prefix (use the BOS token)");
     }
+    if tails.iter().all(|t| t.is_empty()) {
+        return Ok(vec![0.0; tails.len()]);
+    }
+    let p = decoding::Prefill::new(model, prefix)?;
+    tail_nll_after(model, &p.cache, &p.logits, tails)
+}
+
+/// [`tail_nll`] on a prefix already run: its single-row `cache` and the next-token `logits`
+/// after it.
+pub(crate) fn tail_nll_after(
+    model: &dyn CausalLm,
+    cache: &KvCache,
+    logits: &[f32],
+    tails: &[Vec<u32>],
+) -> Result<Vec<f64>> {
     let longest = tails.iter().map(|c| c.len()).max().unwrap_or(0);
     if longest == 0 {
         return Ok(vec![0.0; tails.len()]);
     }
     let device = model.device();
-    let mut cache = model.new_cache();
-    let ids = Tensor::new(prefix, device)?.unsqueeze(0)?;
-    let first = candle_nn::ops::log_softmax(&model.forward(&ids, &mut cache, false)?, 1)?
-        .squeeze(0)?
-        .to_vec1::<f32>()?;
+    let first = candle_nn::ops::log_softmax(&Tensor::new(logits, device)?, 0)?.to_vec1::<f32>()?;
     let k = tails.len();
     let mut cache = cache.repeat(k)?;
     let padded: Vec<u32> = tails
@@ -110,10 +123,17 @@ pub fn continuation_perplexity(
     prompt: &[u32],
     continuations: &[Vec<u32>],
 ) -> Result<Vec<Option<f64>>> {
-    let nll = tail_nll(model, prompt, continuations)?;
-    Ok(continuations
+    Ok(perplexities(
+        &tail_nll(model, prompt, continuations)?,
+        continuations,
+    ))
+}
+
+/// `exp(nll / tokens)` of each continuation (`None` for an empty one).
+pub(crate) fn perplexities(nll: &[f64], continuations: &[Vec<u32>]) -> Vec<Option<f64>> {
+    continuations
         .iter()
         .zip(nll)
         .map(|(c, n)| (!c.is_empty()).then(|| (n / c.len() as f64).exp()))
-        .collect())
+        .collect()
 }

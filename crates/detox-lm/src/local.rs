@@ -1,12 +1,12 @@
 //! A local model with its tokenizer, behind [`LanguageModel`]: a GGUF file (llama family) or a
 //! Hugging Face GPT-2 folder.
 
-use crate::decoding::{generate_mitigated, Mitigation, MitigationSpec};
+use crate::decoding::{Mitigation, MitigationSpec, PreparedPrompt};
 use crate::gpt2::Gpt2;
 use crate::llama::{Llama, WeightMode};
-use crate::model::{Completion, GenerationRequest, LanguageModel, LmError};
+use crate::model::{Completion, GenerationRequest, LanguageModel, LmError, PromptSession};
 use crate::tokenizer::{GgufSpecials, LmTokenizer};
-use crate::{continuation_perplexity, tail_nll, CausalLm};
+use crate::{tail_nll, CausalLm};
 use candle_core::Device;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -135,11 +135,13 @@ impl LocalLm {
     }
 
     /// Samples with these decoding-time methods, applied in order (perplexity stays the
-    /// unmitigated model's: DExperts' convention of fluency by an outside judge).
+    /// unmitigated model's: DExperts' convention of fluency by an outside judge). The
+    /// test-time filter is not the model's to apply (the evaluation does, on whole samples)
+    /// and is passed over here.
     pub fn with_mitigations(mut self, specs: &[MitigationSpec]) -> Result<Self, LmError> {
         self.mitigations = specs
             .iter()
-            .map(|s| s.build(&self.tok, &self.model))
+            .filter_map(|s| s.build(&self.tok, &self.model).transpose())
             .collect::<Result<_, _>>()?;
         Ok(self)
     }
@@ -191,6 +193,44 @@ impl LocalLm {
     }
 }
 
+/// A prompt prefilled on a local model (and on whatever its methods run beside it).
+struct LocalSession<'a> {
+    lm: &'a LocalLm,
+    prepared: PreparedPrompt<'a>,
+    req: GenerationRequest,
+    prompt_index: u64,
+}
+
+impl PromptSession for LocalSession<'_> {
+    fn sample(&mut self, streams: &[u64]) -> Result<Vec<Completion>, LmError> {
+        let req = &self.req;
+        let samples = self.prepared.sample(
+            streams,
+            req.max_tokens,
+            &self.lm.tok.stop,
+            &req.params,
+            self.prompt_index,
+        )?;
+        // Conditional perplexity as DExperts reports it: exp of the mean NLL of the
+        // continuation's tokens under the unmitigated model, on the prompt's cache.
+        let ppl = if req.perplexity {
+            crate::perplexities(&self.prepared.base_nll(&samples)?, &samples)
+        } else {
+            vec![None; samples.len()]
+        };
+        samples
+            .iter()
+            .zip(ppl)
+            .map(|(s, p)| {
+                Ok(Completion {
+                    text: self.lm.tok.decode(s)?,
+                    perplexity: p,
+                })
+            })
+            .collect()
+    }
+}
+
 impl LanguageModel for LocalLm {
     fn identity(&self) -> Value {
         self.identity.clone()
@@ -204,39 +244,20 @@ impl LanguageModel for LocalLm {
         self.mitigations.iter().map(|m| m.describe()).collect()
     }
 
-    fn complete(
-        &self,
+    fn open<'a>(
+        &'a self,
         prompt: &str,
         prompt_index: u64,
         req: &GenerationRequest,
-    ) -> Result<Vec<Completion>, LmError> {
+    ) -> Result<Box<dyn PromptSession + 'a>, LmError> {
         let ids = self.prompt_ids(prompt, req.max_tokens)?;
         let methods: Vec<&dyn Mitigation> = self.mitigations.iter().map(|m| m.as_ref()).collect();
-        let samples = generate_mitigated(
-            self.model.as_ref(),
-            &methods,
-            &ids,
-            req.samples,
-            req.max_tokens,
-            &self.tok.stop,
-            &req.params,
+        Ok(Box::new(LocalSession {
+            lm: self,
+            prepared: PreparedPrompt::new(self.model.as_ref(), &methods, &ids)?,
+            req: req.clone(),
             prompt_index,
-        )?;
-        let ppl = if req.perplexity {
-            continuation_perplexity(self.model.as_ref(), &ids, &samples)?
-        } else {
-            vec![None; samples.len()]
-        };
-        samples
-            .iter()
-            .zip(ppl)
-            .map(|(s, p)| {
-                Ok(Completion {
-                    text: self.tok.decode(s)?,
-                    perplexity: p,
-                })
-            })
-            .collect()
+        }))
     }
 
     fn perplexity(

@@ -64,19 +64,48 @@ impl LmError {
     }
 }
 
+/// The random stream of try `attempt` (0: the first) of sample `sample`: the first try of
+/// sample s is stream s, the streams [`LanguageModel::complete`] uses; a retry draws from a
+/// stream no first try uses.
+pub fn retry_stream(sample: usize, attempt: usize) -> u64 {
+    ((attempt as u64) << 32) | sample as u64
+}
+
+/// One prompt prepared for sampling ([`LanguageModel::open`]).
+pub trait PromptSession {
+    /// One continuation per random stream in `streams` (each keyed by the seed, the prompt and
+    /// the stream number, so the same stream gives the same text on a local model whatever
+    /// else is sampled with it), with the request's tokens, sampling settings and perplexity.
+    fn sample(&mut self, streams: &[u64]) -> Result<Vec<Completion>, LmError>;
+}
+
 /// A language model as the evaluation loop sees it.
 pub trait LanguageModel: Send + Sync {
     /// Who it is, for `run.json`: kind, file or address, hashes.
     fn identity(&self) -> serde_json::Value;
 
-    /// Samples `req.samples` continuations of `prompt` (text). `prompt_index` keys the random
-    /// streams with the seed, so that a prompt's samples do not depend on the batch layout.
+    /// Prepares `prompt` (text) for sampling: a local model prefills it once (and whatever its
+    /// decoding-time methods run beside it), so every batch of samples asked of the session
+    /// shares that work. `prompt_index` keys the random streams with the seed.
+    fn open<'a>(
+        &'a self,
+        prompt: &str,
+        prompt_index: u64,
+        req: &GenerationRequest,
+    ) -> Result<Box<dyn PromptSession + 'a>, LmError>;
+
+    /// Samples `req.samples` continuations of `prompt` (text): streams 0..k of
+    /// [`LanguageModel::open`]'s session. `prompt_index` keys the random streams with the
+    /// seed, so that a prompt's samples do not depend on the batch layout.
     fn complete(
         &self,
         prompt: &str,
         prompt_index: u64,
         req: &GenerationRequest,
-    ) -> Result<Vec<Completion>, LmError>;
+    ) -> Result<Vec<Completion>, LmError> {
+        let streams: Vec<u64> = (0..req.samples as u64).collect();
+        self.open(prompt, prompt_index, req)?.sample(&streams)
+    }
 
     /// The decoding-time methods it samples with, described for `run.json` (none by default).
     fn mitigations(&self) -> Vec<serde_json::Value> {

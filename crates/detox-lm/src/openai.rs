@@ -7,7 +7,7 @@
 //! Each request carries a seed derived from (seed, prompt, request number): servers that honour
 //! `seed` give the same text for the same prompt on a rerun.
 
-use crate::model::{Completion, GenerationRequest, LanguageModel, LmError};
+use crate::model::{Completion, GenerationRequest, LanguageModel, LmError, PromptSession};
 use crate::sampling::SampleRng;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -160,80 +160,28 @@ impl OpenAiLm {
         }
     }
 
-    /// Runs a request with the retry policy and parses the JSON answer.
-    fn call(
-        &self,
-        send: impl Fn() -> Result<ureq::Response, Box<ureq::Error>>,
-        url: &str,
-        key: u64,
-    ) -> Result<Value, LmError> {
-        let mut attempt = 0u32;
-        // Jitter differs between requests (keyed by prompt and by the clock), so the requests
-        // of a burst that was refused together do not all come back at the same instant.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0);
-        let mut jitter = SampleRng::new(0x5eed ^ nanos, key, 0);
-        loop {
-            let failure = match send() {
-                Ok(resp) => match resp.into_string() {
-                    Ok(body) => match serde_json::from_str::<Value>(&body) {
-                        Ok(v) => return Ok(v),
-                        Err(e) => Failure::Fatal(format!("answer is not JSON: {e}")),
-                    },
-                    Err(e) => Failure::Retry(format!("reading the answer: {e}"), None),
-                },
-                Err(e) => Self::classify(*e),
-            };
-            match failure {
-                Failure::Fatal(message) => {
-                    return Err(LmError::Server {
-                        url: url.to_string(),
-                        message,
-                    })
-                }
-                Failure::Retry(message, after) => {
-                    if attempt >= self.config.retries {
-                        return Err(LmError::Server {
-                            url: url.to_string(),
-                            message: format!("{message} (gave up after {} retries)", attempt),
-                        });
-                    }
-                    let base = self.config.backoff.as_secs_f64() * 2f64.powi(attempt as i32);
-                    let wait = (base * (0.5 + jitter.unit())).min(30.0);
-                    let wait = after.map(|a| a.as_secs_f64().max(wait)).unwrap_or(wait);
-                    tracing::warn!("{url}: {message}; retrying in {wait:.1} s");
-                    std::thread::sleep(Duration::from_secs_f64(wait));
-                    attempt += 1;
-                }
-            }
-        }
-    }
-}
-
-impl LanguageModel for OpenAiLm {
-    fn identity(&self) -> Value {
-        json!({"kind": "openai-compatible", "url": self.config.base_url, "model": self.model})
-    }
-
-    fn concurrency(&self) -> usize {
-        self.config.concurrency
-    }
-
-    fn complete(
+    /// `n` continuations of `prompt` for try `attempt` (0: the first), in as many requests
+    /// as the server needs (some return fewer choices than `n`).
+    fn request_samples(
         &self,
         prompt: &str,
         prompt_index: u64,
         req: &GenerationRequest,
+        n: usize,
+        attempt: u64,
     ) -> Result<Vec<Completion>, LmError> {
         let url = format!("{}/completions", self.config.base_url);
-        let mut out: Vec<Completion> = Vec::with_capacity(req.samples);
+        let mut out: Vec<Completion> = Vec::with_capacity(n);
         let mut round = 0u64;
-        while out.len() < req.samples {
-            let want = req.samples - out.len();
-            let seed =
-                SampleRng::new(req.params.seed, prompt_index, 1_000_000 + round).next_u64() >> 33;
+        while out.len() < n {
+            let want = n - out.len();
+            let seed = SampleRng::new(
+                req.params.seed,
+                prompt_index,
+                1_000_000 + (attempt << 40) + round,
+            )
+            .next_u64()
+                >> 33;
             let mut body = json!({
                 "model": self.model,
                 "prompt": prompt,
@@ -289,6 +237,117 @@ impl LanguageModel for OpenAiLm {
             round += 1;
         }
         Ok(out)
+    }
+
+    /// Runs a request with the retry policy and parses the JSON answer.
+    fn call(
+        &self,
+        send: impl Fn() -> Result<ureq::Response, Box<ureq::Error>>,
+        url: &str,
+        key: u64,
+    ) -> Result<Value, LmError> {
+        let mut attempt = 0u32;
+        // Jitter differs between requests (keyed by prompt and by the clock), so the requests
+        // of a burst that was refused together do not all come back at the same instant.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+        let mut jitter = SampleRng::new(0x5eed ^ nanos, key, 0);
+        loop {
+            let failure = match send() {
+                Ok(resp) => match resp.into_string() {
+                    Ok(body) => match serde_json::from_str::<Value>(&body) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => Failure::Fatal(format!("answer is not JSON: {e}")),
+                    },
+                    Err(e) => Failure::Retry(format!("reading the answer: {e}"), None),
+                },
+                Err(e) => Self::classify(*e),
+            };
+            match failure {
+                Failure::Fatal(message) => {
+                    return Err(LmError::Server {
+                        url: url.to_string(),
+                        message,
+                    })
+                }
+                Failure::Retry(message, after) => {
+                    if attempt >= self.config.retries {
+                        return Err(LmError::Server {
+                            url: url.to_string(),
+                            message: format!("{message} (gave up after {} retries)", attempt),
+                        });
+                    }
+                    let base = self.config.backoff.as_secs_f64() * 2f64.powi(attempt as i32);
+                    let wait = (base * (0.5 + jitter.unit())).min(30.0);
+                    let wait = after.map(|a| a.as_secs_f64().max(wait)).unwrap_or(wait);
+                    tracing::warn!("{url}: {message}; retrying in {wait:.1} s");
+                    std::thread::sleep(Duration::from_secs_f64(wait));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// A prompt on a server: nothing to prefill; each batch of samples is one or more requests.
+struct ServerSession<'a> {
+    lm: &'a OpenAiLm,
+    prompt: String,
+    prompt_index: u64,
+    req: GenerationRequest,
+}
+
+impl PromptSession for ServerSession<'_> {
+    /// A server samples `n` continuations from one seed, not one stream per row: the streams
+    /// of one try ([`crate::retry_stream`]) are asked for together, seeded by (seed, prompt,
+    /// try, request number), so a server that honours `seed` gives the same texts on a rerun.
+    fn sample(&mut self, streams: &[u64]) -> Result<Vec<Completion>, LmError> {
+        let mut out: Vec<Option<Completion>> = vec![None; streams.len()];
+        let mut tries: Vec<u64> = streams.iter().map(|s| s >> 32).collect();
+        tries.sort_unstable();
+        tries.dedup();
+        for t in tries {
+            let rows: Vec<usize> = (0..streams.len())
+                .filter(|&i| streams[i] >> 32 == t)
+                .collect();
+            let got = self.lm.request_samples(
+                &self.prompt,
+                self.prompt_index,
+                &self.req,
+                rows.len(),
+                t,
+            )?;
+            for (i, c) in rows.into_iter().zip(got) {
+                out[i] = Some(c);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+impl LanguageModel for OpenAiLm {
+    fn identity(&self) -> Value {
+        json!({"kind": "openai-compatible", "url": self.config.base_url, "model": self.model})
+    }
+
+    fn concurrency(&self) -> usize {
+        self.config.concurrency
+    }
+
+    fn open<'a>(
+        &'a self,
+        prompt: &str,
+        prompt_index: u64,
+        req: &GenerationRequest,
+    ) -> Result<Box<dyn PromptSession + 'a>, LmError> {
+        Ok(Box::new(ServerSession {
+            lm: self,
+            prompt: prompt.to_string(),
+            prompt_index,
+            req: req.clone(),
+        }))
     }
 
     fn perplexity(

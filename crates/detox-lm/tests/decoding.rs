@@ -7,10 +7,12 @@ mod common;
 
 use candle_core::Device;
 use common::fixture;
-use detox_lm::decoding::{generate_mitigated, mitigated_tail_nll, Mitigation, WordFilter};
+use detox_lm::decoding::{
+    generate_mitigated, mitigated_tail_nll, Mitigation, PreparedPrompt, WordFilter,
+};
 use detox_lm::llama::Llama;
 use detox_lm::sampling::SamplingParams;
-use detox_lm::{generate, tail_nll};
+use detox_lm::{generate, retry_stream, tail_nll};
 
 fn model() -> Llama {
     Llama::load(&fixture("tiny-llama.gguf"), &Device::Cpu).unwrap()
@@ -59,6 +61,34 @@ fn no_method_samples_as_generate() {
         let a = generate(&m, p, 5, 8, &[], &params(1.0, 3), i as u64).unwrap();
         let b = generate_mitigated(&m, &[], p, 5, 8, &[], &params(1.0, 3), i as u64).unwrap();
         assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn rows_sampled_again_depend_on_their_stream_alone() {
+    // One prepared prompt serves the k samples and later batches of any streams (the
+    // test-time filter's retries): a row's text is its stream's, whatever it is batched with.
+    let m = model();
+    let p = PROMPTS[2];
+    let f = WordFilter::from_sequences([vec![7], vec![9, 9]], "test", 1);
+    let methods: [&dyn Mitigation; 1] = [&f];
+    let sp = params(1.0, 5);
+    let prepared = PreparedPrompt::new(&m, &methods, p).unwrap();
+    let first: Vec<u64> = (0..6).collect();
+    let all = prepared.sample(&first, 9, &[], &sp, 3).unwrap();
+    assert_eq!(
+        all,
+        generate_mitigated(&m, &methods, p, 6, 9, &[], &sp, 3).unwrap()
+    );
+    let again = [retry_stream(1, 1), 4, retry_stream(3, 2)];
+    let mixed = prepared.sample(&again, 9, &[], &sp, 3).unwrap();
+    assert_eq!(mixed[1], all[4]);
+    assert_ne!(mixed[0], all[1], "a retry stream is a fresh one");
+    for (i, &s) in again.iter().enumerate() {
+        assert_eq!(prepared.sample(&[s], 9, &[], &sp, 3).unwrap()[0], mixed[i]);
+    }
+    for c in all.iter().chain(&mixed) {
+        assert!(!f.contains_banned(c), "{c:?}");
     }
 }
 
@@ -198,7 +228,7 @@ fn self_debiasing_matches_the_pytorch_reference_step_by_step() {
             tok.encode(case["prompt"].as_str().unwrap()).unwrap(),
             prompt
         );
-        let mut state = sd.start(&prompt, 1).unwrap();
+        let mut state = sd.prepare(&prompt).unwrap().start(1).unwrap();
         let mut cache = model.new_cache();
         let mut ids = candle_core::Tensor::new(prompt.as_slice(), &Device::Cpu)
             .unwrap()

@@ -11,7 +11,7 @@
 //! (their anti-expert-only variant). The expert and anti-expert prefill the prompt once and
 //! follow the token each sample takes.
 
-use super::{softmax, Mitigation, MitigationState, Rows};
+use super::{softmax, Mitigation, MitigationState, Prefill, PreparedMitigation, Rows};
 use crate::{CausalLm, LmError};
 use candle_core::Tensor;
 use std::sync::Arc;
@@ -110,20 +110,36 @@ impl Mitigation for DExperts {
         })
     }
 
-    fn start<'a>(
+    fn prepare<'a>(
         &'a self,
         prompt: &[u32],
-        rows: usize,
-    ) -> candle_core::Result<Box<dyn MitigationState + 'a>> {
+    ) -> candle_core::Result<Box<dyn PreparedMitigation<'a> + 'a>> {
         let expert = match &self.expert {
-            Some(m) => Some(Rows::prefill(m.as_ref(), prompt, rows)?),
+            Some(m) => Some(Prefill::new(m.as_ref(), prompt)?),
             None => None,
         };
-        let anti = Rows::prefill(self.anti.as_ref(), prompt, rows)?;
-        Ok(Box::new(Steering {
+        let anti = Prefill::new(self.anti.as_ref(), prompt)?;
+        Ok(Box::new(Primed {
             method: self,
             expert,
             anti,
+        }))
+    }
+}
+
+/// The experts after one prompt, each prefilled once.
+struct Primed<'a> {
+    method: &'a DExperts,
+    expert: Option<Prefill>,
+    anti: Prefill,
+}
+
+impl<'a> PreparedMitigation<'a> for Primed<'a> {
+    fn start(&self, rows: usize) -> candle_core::Result<Box<dyn MitigationState + 'a>> {
+        Ok(Box::new(Steering {
+            method: self.method,
+            expert: self.expert.as_ref().map(|e| e.rows(rows)).transpose()?,
+            anti: self.anti.rows(rows)?,
         }))
     }
 }

@@ -33,8 +33,16 @@ pub trait Mitigation: Send + Sync {
     /// Its name and parameters, for `run.json`.
     fn describe(&self) -> serde_json::Value;
 
-    /// Starts a generation of `rows` rows after `prompt` (token ids, BOS included).
-    fn start<'a>(&'a self, prompt: &[u32], rows: usize) -> Result<Box<dyn MitigationState + 'a>>;
+    /// Prepares a prompt (token ids, BOS included) once: whatever the method runs beside the
+    /// sampled model (an expert, a prefixed copy of the prompt) is prefilled here, and every
+    /// batch of rows after this prompt (the k samples, then any re-sampled rows) starts from it.
+    fn prepare<'a>(&'a self, prompt: &[u32]) -> Result<Box<dyn PreparedMitigation<'a> + 'a>>;
+}
+
+/// A method prepared for one prompt.
+pub trait PreparedMitigation<'a>: Send + Sync {
+    /// Starts a generation of `rows` rows after the prompt.
+    fn start(&self, rows: usize) -> Result<Box<dyn MitigationState + 'a>>;
 }
 
 /// One generation's state of a method.
@@ -52,16 +60,7 @@ pub trait MitigationState: Send {
 /// The states of several methods, applied in order.
 struct States<'a>(Vec<Box<dyn MitigationState + 'a>>);
 
-impl<'a> States<'a> {
-    fn start(methods: &'a [&'a dyn Mitigation], prompt: &[u32], rows: usize) -> Result<Self> {
-        Ok(Self(
-            methods
-                .iter()
-                .map(|m| m.start(prompt, rows))
-                .collect::<Result<_>>()?,
-        ))
-    }
-
+impl States<'_> {
     fn adjust(&mut self, logits: &mut [Vec<f32>], history: &[Vec<u32>]) -> Result<()> {
         for s in &mut self.0 {
             s.adjust(logits, history)?;
@@ -77,9 +76,38 @@ impl<'a> States<'a> {
     }
 }
 
-/// One model's rows after a shared prompt: the prompt is prefilled once, its cache repeated
-/// for the rows, and each step runs the rows' chosen tokens. The sampled model and every model
-/// a method runs beside it (prefixed prompts, experts) step this way.
+/// One model's state after a prompt: its cache and next-token logits for a single row. Rows
+/// that continue the prompt start from copies of it ([`Prefill::rows`]), so a prompt is
+/// prefilled once however many batches of rows follow it.
+pub(crate) struct Prefill {
+    pub(crate) cache: KvCache,
+    pub(crate) logits: Vec<f32>,
+}
+
+impl Prefill {
+    /// Runs `prompt` through `model` once.
+    pub(crate) fn new(model: &dyn CausalLm, prompt: &[u32]) -> Result<Self> {
+        let mut cache = model.new_cache();
+        let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
+        let mut first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
+        Ok(Self {
+            cache,
+            logits: first.pop().unwrap_or_default(),
+        })
+    }
+
+    /// `n` rows continuing the prompt.
+    pub(crate) fn rows(&self, n: usize) -> Result<Rows> {
+        Ok(Rows {
+            cache: self.cache.repeat(n)?,
+            logits: vec![self.logits.clone(); n],
+        })
+    }
+}
+
+/// One model's rows after a shared prompt ([`Prefill::rows`]): each step runs the rows'
+/// chosen tokens. The sampled model and every model a method runs beside it (prefixed
+/// prompts, experts) step this way.
 pub(crate) struct Rows {
     cache: KvCache,
     /// The rows' next-token logits.
@@ -87,17 +115,6 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    /// Prefills `prompt` once for `rows` rows.
-    pub(crate) fn prefill(model: &dyn CausalLm, prompt: &[u32], rows: usize) -> Result<Self> {
-        let mut cache = model.new_cache();
-        let ids = Tensor::new(prompt, model.device())?.unsqueeze(0)?;
-        let first = model.forward(&ids, &mut cache, false)?.to_vec2::<f32>()?;
-        Ok(Self {
-            cache: cache.repeat(rows)?,
-            logits: vec![first[0].clone(); rows],
-        })
-    }
-
     /// Row i takes `tokens[i]`: one step of the model.
     pub(crate) fn step(&mut self, model: &dyn CausalLm, tokens: &[u32]) -> Result<()> {
         let ids = Tensor::new(tokens, model.device())?.unsqueeze(1)?;
@@ -116,6 +133,142 @@ pub(crate) fn softmax(row: &[f32]) -> Vec<f32> {
     e.into_iter().map(|x| x / sum).collect()
 }
 
+/// A prompt prepared for decoding: the model's prefill and every method's, done once. The k
+/// samples, any rows sampled again later (test-time filtering) and the log-likelihood of given
+/// continuations all start from it.
+pub struct PreparedPrompt<'a> {
+    model: &'a dyn CausalLm,
+    prompt: Vec<u32>,
+    base: Prefill,
+    methods: Vec<Box<dyn PreparedMitigation<'a> + 'a>>,
+}
+
+impl<'a> PreparedPrompt<'a> {
+    /// Prefills `prompt` (token ids, BOS included) for `model` and prepares `methods` for it.
+    pub fn new(
+        model: &'a dyn CausalLm,
+        methods: &[&'a dyn Mitigation],
+        prompt: &[u32],
+    ) -> Result<Self> {
+        if prompt.is_empty() {
+            candle_core::bail!("an empty prompt needs a BOS token to start from");
+        }
+        Ok(Self {
+            model,
+            prompt: prompt.to_vec(),
+            base: Prefill::new(model, prompt)?,
+            methods: methods
+                .iter()
+                .map(|m| m.prepare(prompt))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The prompt's ids.
+    pub fn prompt(&self) -> &[u32] {
+        &self.prompt
+    }
+
+    fn lockstep(&self, rows: usize) -> Result<Lockstep<'a>> {
+        Ok(Lockstep {
+            model: self.model,
+            rows: self.base.rows(rows)?,
+            states: States(
+                self.methods
+                    .iter()
+                    .map(|m| m.start(rows))
+                    .collect::<Result<_>>()?,
+            ),
+            history: vec![self.prompt.clone(); rows],
+        })
+    }
+
+    /// One continuation per random stream in `streams`, at most `max_new` tokens each, a
+    /// sample stopping at any id in `stop` (not included); the rows decode as one batch, the
+    /// methods changing the logits at every step. Stream `s` is keyed by (seed, `prompt_index`,
+    /// `s`), so a row's text depends on its stream alone, not on the batch it decodes in.
+    pub fn sample(
+        &self,
+        streams: &[u64],
+        max_new: usize,
+        stop: &[u32],
+        params: &SamplingParams,
+        prompt_index: u64,
+    ) -> Result<Vec<Vec<u32>>> {
+        let k = streams.len();
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); k];
+        if k == 0 || max_new == 0 {
+            return Ok(out);
+        }
+        let mut rngs: Vec<SampleRng> = streams
+            .iter()
+            .map(|&s| SampleRng::new(params.seed, prompt_index, s))
+            .collect();
+        let mut rows = self.lockstep(k)?;
+        let mut done = vec![false; k];
+        for step in 0..max_new {
+            let next: Vec<u32> = rows
+                .adjusted()?
+                .iter()
+                .zip(rngs.iter_mut())
+                .map(|(row, r)| sample(row, params, r))
+                .collect();
+            for (i, &t) in next.iter().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                if stop.contains(&t) {
+                    done[i] = true;
+                } else {
+                    out[i].push(t);
+                }
+            }
+            if step + 1 == max_new || done.iter().all(|d| *d) {
+                break;
+            }
+            rows.push(&next)?;
+        }
+        Ok(out)
+    }
+
+    /// The negative log-likelihood of each of `tails` after the prompt under the mitigated
+    /// distribution ([`mitigated_tail_nll`]).
+    pub fn mitigated_nll(&self, tails: &[Vec<u32>]) -> Result<Vec<f64>> {
+        let k = tails.len();
+        let longest = tails.iter().map(|t| t.len()).max().unwrap_or(0);
+        if longest == 0 {
+            return Ok(vec![0.0; k]);
+        }
+        let mut rows = self.lockstep(k)?;
+        let mut nll = vec![0.0f64; k];
+        for step in 0..longest {
+            let logits = rows.adjusted()?;
+            for (i, t) in tails.iter().enumerate() {
+                if let Some(&tok) = t.get(step) {
+                    nll[i] -= log_softmax_at(&logits[i], tok);
+                }
+            }
+            if step + 1 == longest {
+                break;
+            }
+            // Rows whose tail has ended are fed a padding token (0): attention is causal, so
+            // what follows a sequence cannot change it, and its score is no longer read.
+            let next: Vec<u32> = tails
+                .iter()
+                .map(|t| t.get(step).copied().unwrap_or(0))
+                .collect();
+            rows.push(&next)?;
+        }
+        Ok(nll)
+    }
+
+    /// The negative log-likelihood of each of `tails` after the prompt under the unmitigated
+    /// model ([`crate::tail_nll`]), on the prompt's cache.
+    pub fn base_nll(&self, tails: &[Vec<u32>]) -> Result<Vec<f64>> {
+        crate::tail_nll_after(self.model, &self.base.cache, &self.base.logits, tails)
+    }
+}
+
 /// Rows decoding in lockstep after one prompt, with the methods' states seeing every step.
 struct Lockstep<'a> {
     model: &'a dyn CausalLm,
@@ -124,22 +277,7 @@ struct Lockstep<'a> {
     history: Vec<Vec<u32>>,
 }
 
-impl<'a> Lockstep<'a> {
-    fn start(
-        model: &'a dyn CausalLm,
-        methods: &'a [&'a dyn Mitigation],
-        prompt: &[u32],
-        rows: usize,
-    ) -> Result<Self> {
-        let states = States::start(methods, prompt, rows)?;
-        Ok(Self {
-            model,
-            rows: Rows::prefill(model, prompt, rows)?,
-            states,
-            history: vec![prompt.to_vec(); rows],
-        })
-    }
-
+impl Lockstep<'_> {
     /// The rows' next-token logits, as the methods change them.
     fn adjusted(&mut self) -> Result<&[Vec<f32>]> {
         self.states.adjust(&mut self.rows.logits, &self.history)?;
@@ -157,9 +295,7 @@ impl<'a> Lockstep<'a> {
 }
 
 /// [`crate::generate`] with `methods` changing the logits at every step: `k` continuations of
-/// `prompt`, at most `max_new` tokens each, a sample stopping at any id in `stop`. The prompt
-/// is prefilled once and its cache shared by the k rows; `prompt_index` keys the random
-/// streams with the seed, so a row's text does not depend on the batch layout.
+/// `prompt` (streams 0..k of [`PreparedPrompt::sample`]).
 #[allow(clippy::too_many_arguments)]
 pub fn generate_mitigated(
     model: &dyn CausalLm,
@@ -171,38 +307,14 @@ pub fn generate_mitigated(
     params: &SamplingParams,
     prompt_index: u64,
 ) -> Result<Vec<Vec<u32>>> {
-    if prompt.is_empty() {
-        candle_core::bail!("an empty prompt needs a BOS token to start from");
-    }
-    let mut rngs: Vec<SampleRng> = (0..k)
-        .map(|s| SampleRng::new(params.seed, prompt_index, s as u64))
-        .collect();
-    let mut rows = Lockstep::start(model, methods, prompt, k)?;
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); k];
-    let mut done = vec![false; k];
-    for step in 0..max_new {
-        let next: Vec<u32> = rows
-            .adjusted()?
-            .iter()
-            .zip(rngs.iter_mut())
-            .map(|(row, r)| sample(row, params, r))
-            .collect();
-        for (i, &t) in next.iter().enumerate() {
-            if done[i] {
-                continue;
-            }
-            if stop.contains(&t) {
-                done[i] = true;
-            } else {
-                out[i].push(t);
-            }
-        }
-        if step + 1 == max_new || done.iter().all(|d| *d) {
-            break;
-        }
-        rows.push(&next)?;
-    }
-    Ok(out)
+    let streams: Vec<u64> = (0..k as u64).collect();
+    PreparedPrompt::new(model, methods, prompt)?.sample(
+        &streams,
+        max_new,
+        stop,
+        params,
+        prompt_index,
+    )
 }
 
 fn log_softmax_at(row: &[f32], token: u32) -> f64 {
@@ -227,30 +339,5 @@ pub fn mitigated_tail_nll(
     if prefix.is_empty() {
         candle_core::bail!("scoring needs a non-empty prefix (use the BOS token)");
     }
-    let k = tails.len();
-    let longest = tails.iter().map(|t| t.len()).max().unwrap_or(0);
-    if longest == 0 {
-        return Ok(vec![0.0; k]);
-    }
-    let mut rows = Lockstep::start(model, methods, prefix, k)?;
-    let mut nll = vec![0.0f64; k];
-    for step in 0..longest {
-        let logits = rows.adjusted()?;
-        for (i, t) in tails.iter().enumerate() {
-            if let Some(&tok) = t.get(step) {
-                nll[i] -= log_softmax_at(&logits[i], tok);
-            }
-        }
-        if step + 1 == longest {
-            break;
-        }
-        // Rows whose tail has ended are fed a padding token (0): attention is causal, so what
-        // follows a sequence cannot change it, and its score is no longer read.
-        let next: Vec<u32> = tails
-            .iter()
-            .map(|t| t.get(step).copied().unwrap_or(0))
-            .collect();
-        rows.push(&next)?;
-    }
-    Ok(nll)
+    PreparedPrompt::new(model, methods, prefix)?.mitigated_nll(tails)
 }

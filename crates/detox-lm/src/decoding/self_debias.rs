@@ -14,7 +14,7 @@
 //! prompt's tokens; their code tokenizes `prefix + prompt` as one string, which can differ at
 //! the boundary for tokenizers that merge across a newline.
 
-use super::{softmax, Mitigation, MitigationState, Rows};
+use super::{softmax, Mitigation, MitigationState, Prefill, PreparedMitigation, Rows};
 use crate::tokenizer::LmTokenizer;
 use crate::CausalLm;
 use candle_core::Result;
@@ -77,7 +77,7 @@ impl Mitigation for SelfDebias {
         })
     }
 
-    fn start<'a>(&'a self, prompt: &[u32], rows: usize) -> Result<Box<dyn MitigationState + 'a>> {
+    fn prepare<'a>(&'a self, prompt: &[u32]) -> Result<Box<dyn PreparedMitigation<'a> + 'a>> {
         // BOS, where the prompt starts with one, stays first.
         let (head, rest) = match (prompt.first(), self.bos) {
             (Some(&f), Some(b)) if f == b => (vec![b], &prompt[1..]),
@@ -93,11 +93,30 @@ impl Mitigation for SelfDebias {
                     self.model.context()
                 );
             }
-            prefixed.push(Rows::prefill(self.model.as_ref(), &ids, rows)?);
+            prefixed.push(Prefill::new(self.model.as_ref(), &ids)?);
         }
-        Ok(Box::new(Debiasing {
+        Ok(Box::new(Prefixed {
             method: self,
             prefixed,
+        }))
+    }
+}
+
+/// The prefixed prompts of one prompt, each prefilled once.
+struct Prefixed<'a> {
+    method: &'a SelfDebias,
+    prefixed: Vec<Prefill>,
+}
+
+impl<'a> PreparedMitigation<'a> for Prefixed<'a> {
+    fn start(&self, rows: usize) -> Result<Box<dyn MitigationState + 'a>> {
+        Ok(Box::new(Debiasing {
+            method: self.method,
+            prefixed: self
+                .prefixed
+                .iter()
+                .map(|p| p.rows(rows))
+                .collect::<Result<_>>()?,
         }))
     }
 }

@@ -30,6 +30,15 @@ pub enum MitigationSpec {
         /// The base logits' nucleus (0.9).
         filter_p: f64,
     },
+    /// Test-time filtering (Welbl et al. 2021): a sample the run's scorer gives `threshold` or
+    /// more is sampled again, up to `tries` in all. Not a change of the logits: the evaluation
+    /// applies it to whole samples, so it works with servers too.
+    TestFilter {
+        /// Samples scoring this or more are sampled again (detox's default 0.5).
+        threshold: f64,
+        /// Tries per sample in all, the first included (detox's default 4).
+        tries: usize,
+    },
     /// Self-debiasing (Schick et al. 2021) with decay `lambda` and floor `epsilon`.
     SelfDebias {
         /// The decay constant (their default 50).
@@ -49,7 +58,7 @@ pub struct MitigationSpecError {
     pub message: String,
 }
 
-const KNOWN: &str = "known: word-filter:list=FILE, self-debias[:lambda=50,epsilon=0.01], dexperts:[expert=PATH,]anti=PATH[,alpha=2.0,filter_p=0.9]";
+const KNOWN: &str = "known: word-filter:list=FILE, test-filter[:threshold=0.5,tries=4], self-debias[:lambda=50,epsilon=0.01], dexperts:[expert=PATH,]anti=PATH[,alpha=2.0,filter_p=0.9]";
 
 impl FromStr for MitigationSpec {
     type Err = MitigationSpecError;
@@ -91,6 +100,28 @@ impl FromStr for MitigationSpec {
                         err("word-filter needs its word list: word-filter:list=FILE (one word per line, e.g. ../shared/data/ldnoobw-en/en.txt)")
                     })?,
                 })
+            }
+            "test-filter" => {
+                let (mut threshold, mut tries) = (0.5, 4);
+                for (k, v) in kv {
+                    match k {
+                        "threshold" => threshold = number(k, v)?,
+                        "tries" => {
+                            tries =
+                                v.parse::<usize>().ok().filter(|t| *t >= 1).ok_or_else(|| {
+                                    err(&format!(
+                                        "tries: `{v}` is not a whole number of at least 1"
+                                    ))
+                                })?
+                        }
+                        _ => {
+                            return Err(err(&format!(
+                                "unknown parameter `{k}` (test-filter takes threshold and tries)"
+                            )))
+                        }
+                    }
+                }
+                Ok(Self::TestFilter { threshold, tries })
             }
             "self-debias" => {
                 let (mut lambda, mut epsilon) = (50.0, 0.01);
@@ -151,6 +182,7 @@ impl MitigationSpec {
     pub fn needs_logits(&self) -> bool {
         match self {
             Self::WordFilter { .. } | Self::SelfDebias { .. } | Self::DExperts { .. } => true,
+            Self::TestFilter { .. } => false,
         }
     }
 
@@ -158,24 +190,40 @@ impl MitigationSpec {
     pub fn name(&self) -> &'static str {
         match self {
             Self::WordFilter { .. } => "word-filter",
+            Self::TestFilter { .. } => "test-filter",
             Self::SelfDebias { .. } => "self-debias",
             Self::DExperts { .. } => "dexperts",
         }
     }
 
-    /// Builds it for `model`, whose tokenizer is `tok`.
+    /// Its name and parameters for `run.json`, for a method the evaluation applies (the
+    /// test-time filter); `None` for methods that change the logits (a built [`Mitigation`]
+    /// describes those).
+    pub fn describe_sample_level(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::TestFilter { threshold, tries } => Some(serde_json::json!({
+                "method": "test-filter",
+                "threshold": threshold,
+                "tries": tries,
+            })),
+            _ => None,
+        }
+    }
+
+    /// Builds it for `model`, whose tokenizer is `tok`: a method that changes the logits, or
+    /// `None` for the test-time filter (the evaluation applies it to whole samples).
     pub fn build(
         &self,
         tok: &LmTokenizer,
         model: &Arc<dyn CausalLm>,
-    ) -> Result<Box<dyn Mitigation>, LmError> {
-        match self {
+    ) -> Result<Option<Box<dyn Mitigation>>, LmError> {
+        Ok(Some(match self {
+            Self::TestFilter { .. } => return Ok(None),
             Self::WordFilter { list } => {
                 let text = std::fs::read_to_string(list).map_err(|e| LmError::file(list, e))?;
                 let f = WordFilter::from_words(tok, text.lines(), &list.display().to_string())?;
-                Ok(Box::new(f.with_list_sha256(detox_io::files::sha256_bytes(
-                    text.as_bytes(),
-                ))))
+                Box::new(f.with_list_sha256(detox_io::files::sha256_bytes(text.as_bytes())))
+                    as Box<dyn Mitigation>
             }
             Self::DExperts {
                 expert,
@@ -187,7 +235,7 @@ impl MitigationSpec {
                     Ok(LocalLm::load(p, &candle_core::Device::Cpu)?.shared_model())
                 };
                 let e = expert.as_ref().map(load).transpose()?;
-                Ok(Box::new(DExperts::new(
+                Box::new(DExperts::new(
                     model.as_ref(),
                     e,
                     load(anti)?,
@@ -197,15 +245,12 @@ impl MitigationSpec {
                         expert.as_ref().map(|p| p.display().to_string()),
                         anti.display().to_string(),
                     ),
-                )?))
+                )?)
             }
-            Self::SelfDebias { lambda, epsilon } => Ok(Box::new(SelfDebias::new(
-                model.clone(),
-                tok,
-                *lambda,
-                *epsilon,
-            )?)),
-        }
+            Self::SelfDebias { lambda, epsilon } => {
+                Box::new(SelfDebias::new(model.clone(), tok, *lambda, *epsilon)?)
+            }
+        }))
     }
 }
 
@@ -246,6 +291,27 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(
+            MitigationSpec::parse_list("word-filter:list=w,test-filter:tries=2,threshold=0.3")
+                .unwrap()[1],
+            MitigationSpec::TestFilter {
+                threshold: 0.3,
+                tries: 2
+            }
+        );
+        assert_eq!(
+            "test-filter".parse::<MitigationSpec>().unwrap(),
+            MitigationSpec::TestFilter {
+                threshold: 0.5,
+                tries: 4
+            }
+        );
+        assert!(!"test-filter"
+            .parse::<MitigationSpec>()
+            .unwrap()
+            .needs_logits());
+        let e = "test-filter:tries=0".parse::<MitigationSpec>().unwrap_err();
+        assert!(e.message.contains("at least 1"), "{e}");
         let e = "self-debias:lambda=-1"
             .parse::<MitigationSpec>()
             .unwrap_err();

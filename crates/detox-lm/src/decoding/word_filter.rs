@@ -12,7 +12,7 @@
 //! continuation. The same word spelled another way (other casing, inner punctuation, split
 //! into other tokens, `f*ck`) is not blocked.
 
-use super::{Mitigation, MitigationState};
+use super::{Mitigation, MitigationState, PreparedMitigation};
 use crate::tokenizer::LmTokenizer;
 use candle_core::Result;
 use std::collections::BTreeSet;
@@ -144,8 +144,14 @@ impl Mitigation for WordFilter {
         })
     }
 
-    fn start<'a>(&'a self, _prompt: &[u32], _rows: usize) -> Result<Box<dyn MitigationState + 'a>> {
+    fn prepare<'a>(&'a self, _prompt: &[u32]) -> Result<Box<dyn PreparedMitigation<'a> + 'a>> {
         Ok(Box::new(Filtering(self)))
+    }
+}
+
+impl<'a> PreparedMitigation<'a> for Filtering<'a> {
+    fn start(&self, _rows: usize) -> Result<Box<dyn MitigationState + 'a>> {
+        Ok(Box::new(Filtering(self.0)))
     }
 }
 
