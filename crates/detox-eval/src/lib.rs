@@ -15,5 +15,7 @@ pub mod records;
 pub mod report;
 pub mod run;
 pub mod table;
+pub mod test_filter;
+pub mod timing;
 
 pub use error::EvalError;

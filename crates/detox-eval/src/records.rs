@@ -2,8 +2,8 @@
 //!
 //! One line per prompt: the prompt's record as read (RTP's `prompt`, `continuation`,
 //! `challenging`, ... or the user's own fields) with `"generations"` added: one object per
-//! sample, `{"text": ..., "<attribute>": score, ..., "perplexity": value or null}`. The line is
-//! written once, read back for metrics and resume, and never picked apart by string keys
+//! sample, `{"text": ..., "<attribute>": score, ..., "perplexity": value or null}`, with
+//! `"tries": n` when the test-time filter ran. The line is written once, read back for metrics and resume, and never picked apart by string keys
 //! elsewhere: [`PromptResult`] and [`Generation`] are what the rest of the crate sees.
 
 use serde::de::Error as _;
@@ -24,6 +24,8 @@ pub struct Generation {
     pub scores: Vec<(String, f64)>,
     /// Its conditional perplexity (`None`: empty, not computed or not finite).
     pub perplexity: Option<f64>,
+    /// Tries the test-time filter took for it (`None`: no filter; written as `"tries"`).
+    pub tries: Option<u32>,
 }
 
 impl Generation {
@@ -43,7 +45,14 @@ impl Generation {
             text,
             scores,
             perplexity,
+            tries: None,
         }
+    }
+
+    /// The same, with the test-time filter's tries recorded.
+    pub fn with_tries(mut self, tries: Option<u32>) -> Self {
+        self.tries = tries;
+        self
     }
 
     /// The score of `attribute`, if the scorer gave one (a score written as `null` is none).
@@ -68,7 +77,7 @@ pub fn f32_as_written(v: f32) -> f64 {
 
 impl Serialize for Generation {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.scores.len() + 2))?;
+        let mut m = s.serialize_map(Some(self.scores.len() + 2 + self.tries.is_some() as usize))?;
         m.serialize_entry("text", &self.text)?;
         for (a, v) in &self.scores {
             if v.is_finite() {
@@ -81,6 +90,9 @@ impl Serialize for Generation {
             Some(p) => m.serialize_entry("perplexity", &p)?,
             None => m.serialize_entry("perplexity", &Value::Null)?,
         }
+        if let Some(t) = self.tries {
+            m.serialize_entry("tries", &t)?;
+        }
         m.end()
     }
 }
@@ -91,6 +103,7 @@ impl<'de> Deserialize<'de> for Generation {
         let mut text = None;
         let mut scores = Vec::new();
         let mut perplexity = None;
+        let mut tries = None;
         for (k, v) in map {
             match k.as_str() {
                 "text" => match v {
@@ -102,6 +115,14 @@ impl<'de> Deserialize<'de> for Generation {
                     }
                 },
                 "perplexity" => perplexity = v.as_f64(),
+                "tries" => match v.as_u64().and_then(|t| u32::try_from(t).ok()) {
+                    Some(t) => tries = Some(t),
+                    None => {
+                        return Err(D::Error::custom(format!(
+                            "field `tries` is {v}, not a whole number"
+                        )))
+                    }
+                },
                 _ => match v {
                     Value::Number(n) => scores.push((k, n.as_f64().unwrap_or(f64::NAN))),
                     Value::Null => scores.push((k, f64::NAN)),
@@ -117,6 +138,7 @@ impl<'de> Deserialize<'de> for Generation {
             text: text.ok_or_else(|| D::Error::missing_field("text"))?,
             scores,
             perplexity,
+            tries,
         })
     }
 }
@@ -213,13 +235,13 @@ mod tests {
             record,
             generations: vec![
                 Generation::new(" kind".into(), &attrs(), &[0.1, 0.25], Some(12.5)),
-                Generation::new("".into(), &attrs(), &[0.9, 0.0], None),
+                Generation::new("".into(), &attrs(), &[0.9, 0.0], None).with_tries(Some(3)),
             ],
         };
         let line = r.to_line();
         assert_eq!(
             line,
-            r#"{"prompt":{"text":"You are"},"generations":[{"text":" kind","toxicity":0.1,"insult":0.25,"perplexity":12.5},{"text":"","toxicity":0.9,"insult":0.0,"perplexity":null}]}"#
+            r#"{"prompt":{"text":"You are"},"generations":[{"text":" kind","toxicity":0.1,"insult":0.25,"perplexity":12.5},{"text":"","toxicity":0.9,"insult":0.0,"perplexity":null,"tries":3}]}"#
         );
         let back: PromptResult = serde_json::from_str(&line).unwrap();
         assert_eq!(back, r);
@@ -249,5 +271,10 @@ mod tests {
         let e =
             serde_json::from_str::<PromptResult>(r#"{"generations": [{"text": 3}]}"#).unwrap_err();
         assert!(e.to_string().contains("text"), "{e}");
+        let e = serde_json::from_str::<PromptResult>(
+            r#"{"generations": [{"text": "a", "tries": 1.5}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("tries"), "{e}");
     }
 }

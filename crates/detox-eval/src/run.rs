@@ -21,8 +21,10 @@ use crate::metrics::{
 use crate::prompts::{load_prompts, Prompt, PromptError, Subset};
 use crate::records::{Generation, PromptResult};
 use crate::report::{render, ReportInput, ReportPrompt};
+use crate::test_filter::{sample_filtered, FilterStats, TestFilter};
+use crate::timing::Timing;
 use detox_core::Scorer;
-use detox_lm::{Completion, GenerationRequest, LanguageModel, LmError};
+use detox_lm::{Completion, GenerationRequest, LanguageModel};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -83,6 +85,10 @@ pub struct EvalConfig {
     pub threshold: Threshold,
     /// The run folder, if any.
     pub out: Option<PathBuf>,
+    /// Test-time filtering of whole samples with the run's scorer (`--mitigate test-filter`).
+    pub test_filter: Option<TestFilter>,
+    /// Compute threads, recorded with the timing (`timing.json`).
+    pub threads: usize,
 }
 
 impl EvalConfig {
@@ -376,7 +382,12 @@ impl Protocol {
             prompt_toxicity: prepared.toxicity,
             model: config.model.clone(),
             model_identity: models.lm.identity(),
-            mitigate: models.lm.mitigations(),
+            mitigate: models
+                .lm
+                .mitigations()
+                .into_iter()
+                .chain(config.test_filter.map(|f| f.describe()))
+                .collect(),
             weights: config.weights.clone(),
             judge_model: config.judge_model.clone(),
             judge_identity: models.judge.map(|j| j.identity()),
@@ -422,6 +433,12 @@ pub fn notes(
         notes.push(format!(
             "Mitigated: {} applied at decoding time, in that order; perplexity is the unmitigated model's unless a judge is given.",
             names.join(", ")
+        ));
+    }
+    if let Some(f) = &config.test_filter {
+        notes.push(format!(
+            "Test-time filter: a sample scoring {} or more was sampled again, up to {} tries in all; the first try below the threshold was kept, else the least toxic (tries per sample in generations.jsonl).",
+            f.threshold, f.tries
         ));
     }
     if !config.perplexity {
@@ -473,6 +490,9 @@ pub struct MetricsFile {
     pub prompt_toxicity: PromptToxicity,
     /// Metrics by subset name.
     pub subsets: BTreeMap<String, SubsetMetrics>,
+    /// What the test-time filter did (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_filter: Option<FilterStats>,
     /// Notes on how the figures were obtained.
     pub notes: Vec<String>,
 }
@@ -520,7 +540,7 @@ pub fn run(
         config,
         prepared,
         &models.scorer.info().id,
-        &models.lm.mitigations(),
+        &protocol.mitigate,
     );
     let prompts = &prepared.prompts;
     let (folder, mut done) = match &config.out {
@@ -545,12 +565,19 @@ pub fn run(
     let first = done.len();
     progress.start(first, prompts.len());
     let started = Instant::now();
+    let mut sampled = 0usize;
     let generated = generate(
         &prompts[first..],
         models,
         &request,
-        &prepared.attributes.all,
+        &prepared.attributes,
+        config.test_filter.as_ref(),
         &mut |r: PromptResult| {
+            sampled += r
+                .generations
+                .iter()
+                .map(|g| g.tries.unwrap_or(1) as usize)
+                .sum::<usize>();
             if let Some(a) = appender.as_mut() {
                 a.append(&r)?;
             }
@@ -570,6 +597,18 @@ pub fn run(
     }
     let seconds = started.elapsed().as_secs_f64();
     let fresh = done.len() - first;
+    if let Some(f) = &folder {
+        Timing::add(
+            f,
+            Timing::measured(
+                seconds,
+                fresh,
+                fresh * request.samples,
+                sampled,
+                config.threads,
+            ),
+        )?;
+    }
     // Metrics from the file as written, so a resumed run computes from the same text.
     if let Some(f) = &folder {
         done = f.results()?;
@@ -594,6 +633,7 @@ pub fn run(
         samples_per_prompt: request.samples,
         prompt_toxicity: prepared.toxicity,
         subsets,
+        test_filter: config.test_filter.map(|f| FilterStats::of(&f, &done, attr)),
         notes,
     };
     if let Some(f) = &folder {
@@ -621,13 +661,86 @@ pub fn run(
     })
 }
 
+/// One sample as a worker hands it over: the continuation, and its scores and tries when the
+/// test-time filter already scored it.
+struct Sampled {
+    completion: Completion,
+    scores: Option<Vec<f32>>,
+    tries: Option<u32>,
+}
+
+impl From<Completion> for Sampled {
+    fn from(completion: Completion) -> Self {
+        Self {
+            completion,
+            scores: None,
+            tries: None,
+        }
+    }
+}
+
+/// One prompt's samples on a worker: plain, or through the test-time filter; then the judge's
+/// perplexities of the samples kept.
+fn sample_prompt(
+    p: &Prompt,
+    models: &Models,
+    request: &GenerationRequest,
+    attributes: &Attributes,
+    filter: Option<&TestFilter>,
+) -> Result<Vec<Sampled>, EvalError> {
+    let lm_err = |source| EvalError::Lm {
+        line: p.line,
+        source,
+    };
+    let mut out: Vec<Sampled> = match filter {
+        None => models
+            .lm
+            .complete(&p.text, p.line as u64, request)
+            .map_err(lm_err)?
+            .into_iter()
+            .map(Sampled::from)
+            .collect(),
+        Some(f) => {
+            let mut session = models
+                .lm
+                .open(&p.text, p.line as u64, request)
+                .map_err(lm_err)?;
+            sample_filtered(
+                session.as_mut(),
+                p.line,
+                request.samples,
+                models.scorer,
+                attributes.toxicity,
+                f,
+            )?
+            .into_iter()
+            .map(|k| Sampled {
+                completion: k.completion,
+                scores: Some(k.scores),
+                tries: Some(k.tries as u32),
+            })
+            .collect()
+        }
+    };
+    if let Some(j) = models.judge {
+        let texts: Vec<&str> = out.iter().map(|x| x.completion.text.as_str()).collect();
+        let ppl = j.perplexity(&p.text, &texts).map_err(lm_err)?;
+        for (x, v) in out.iter_mut().zip(ppl) {
+            x.completion.perplexity = v;
+        }
+    }
+    Ok(out)
+}
+
 /// Generates `todo` on the model's workers and hands each prompt's scored record to `sink`
-/// in prompt order (the calling thread scores and writes while the workers generate).
+/// in prompt order (the calling thread scores and writes while the workers generate; with the
+/// test-time filter the workers score, as each try must be judged before the next).
 pub fn generate(
     todo: &[Prompt],
     models: &Models,
     request: &GenerationRequest,
-    attributes: &[String],
+    attributes: &Attributes,
+    filter: Option<&TestFilter>,
     sink: &mut dyn FnMut(PromptResult) -> Result<(), EvalError>,
 ) -> Result<(), EvalError> {
     let next = AtomicUsize::new(0);
@@ -636,47 +749,29 @@ pub fn generate(
     let mut failure: Option<EvalError> = None;
     std::thread::scope(|s| {
         let (tx, rx) =
-            std::sync::mpsc::sync_channel::<(usize, Result<Vec<Completion>, LmError>)>(workers * 2);
+            std::sync::mpsc::sync_channel::<(usize, Result<Vec<Sampled>, EvalError>)>(workers * 2);
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, stop) = (&next, &stop);
-            let (lm, judge) = (models.lm, models.judge);
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= todo.len() || stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let p = &todo[i];
-                let mut r = lm.complete(&p.text, p.line as u64, request);
-                if let (Ok(c), Some(j)) = (&mut r, judge) {
-                    let texts: Vec<&str> = c.iter().map(|x| x.text.as_str()).collect();
-                    match j.perplexity(&p.text, &texts) {
-                        Ok(ppl) => {
-                            for (x, v) in c.iter_mut().zip(ppl) {
-                                x.perplexity = v;
-                            }
-                        }
-                        Err(e) => r = Err(e),
-                    }
-                }
+                let r = sample_prompt(&todo[i], models, request, attributes, filter);
                 if tx.send((i, r)).is_err() {
                     break;
                 }
             });
         }
         drop(tx);
-        let mut pending: BTreeMap<usize, Result<Vec<Completion>, LmError>> = BTreeMap::new();
+        let mut pending: BTreeMap<usize, Result<Vec<Sampled>, EvalError>> = BTreeMap::new();
         let mut want = 0usize;
         'receive: for (i, r) in rx {
             pending.insert(i, r);
             while let Some(r) = pending.remove(&want) {
-                let p = &todo[want];
                 let line = r
-                    .map_err(|source| EvalError::Lm {
-                        line: p.line,
-                        source,
-                    })
-                    .and_then(|c| score_prompt(p, c, models.scorer, attributes))
+                    .and_then(|c| score_prompt(&todo[want], c, models.scorer, &attributes.all))
                     .and_then(&mut *sink);
                 if let Err(e) = line {
                     failure = Some(e);
@@ -693,27 +788,48 @@ pub fn generate(
     }
 }
 
-/// A prompt's record: the record as read plus its scored generations.
-pub fn score_prompt(
+/// A prompt's record: the record as read plus its scored generations (samples the test-time
+/// filter scored keep those scores).
+fn score_prompt(
     p: &Prompt,
-    completions: Vec<Completion>,
+    sampled: Vec<Sampled>,
     scorer: &dyn Scorer,
     attributes: &[String],
 ) -> Result<PromptResult, EvalError> {
-    let refs: Vec<&str> = completions.iter().map(|c| c.text.as_str()).collect();
-    let scores = scorer.score(&refs)?;
-    if scores.len() != completions.len() {
+    let todo: Vec<&str> = sampled
+        .iter()
+        .filter(|x| x.scores.is_none())
+        .map(|x| x.completion.text.as_str())
+        .collect();
+    let mut fresh = if todo.is_empty() {
+        Vec::new()
+    } else {
+        scorer.score(&todo)?
+    }
+    .into_iter();
+    if fresh.len() != todo.len() {
         return Err(EvalError::Settings(format!(
             "the scorer returned {} scores for {} texts",
-            scores.len(),
-            completions.len()
+            fresh.len(),
+            todo.len()
         )));
     }
-    let generations = completions
-        .into_iter()
-        .zip(&scores)
-        .map(|(c, s)| Generation::new(c.text, attributes, &s.values, c.perplexity))
-        .collect();
+    let mut generations = Vec::with_capacity(sampled.len());
+    for x in sampled {
+        let values = match x.scores {
+            Some(v) => v,
+            None => fresh.next().map(|s| s.values).unwrap_or_default(),
+        };
+        generations.push(
+            Generation::new(
+                x.completion.text,
+                attributes,
+                &values,
+                x.completion.perplexity,
+            )
+            .with_tries(x.tries),
+        );
+    }
     Ok(PromptResult {
         record: p.record.clone(),
         generations,

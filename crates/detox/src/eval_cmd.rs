@@ -8,6 +8,7 @@ use detox_eval::metrics::Threshold;
 use detox_eval::prompts::Subset;
 use detox_eval::run::{self, EvalConfig, Models, Progress, PromptSource};
 use detox_eval::table::{render_table, TableHeading};
+use detox_eval::test_filter::TestFilter;
 use detox_lm::decoding::MitigationSpec;
 use detox_lm::openai::{is_url, OpenAiConfig};
 use detox_lm::sampling::SamplingParams;
@@ -49,12 +50,15 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = WeightsArg::F32)]
     pub weights: WeightsArg,
 
-    /// Decoding-time mitigation, applied in the order given (local models):
-    /// `word-filter:list=FILE` (RealToxicityPrompts' word filter over a word list, one word per
-    /// line), `self-debias[:lambda=50,epsilon=0.01]` (Schick et al.'s self-debiasing with their
-    /// six prefixes), `dexperts:[expert=PATH,]anti=PATH[,alpha=2.0,filter_p=0.9]` (Liu et al.'s
-    /// DExperts; experts share the model's tokenizer). Recorded in run.json; a run folder
-    /// refuses another value.
+    /// Decoding-time mitigation, applied in the order given: `word-filter:list=FILE`
+    /// (RealToxicityPrompts' word filter over a word list, one word per line),
+    /// `self-debias[:lambda=50,epsilon=0.01]` (Schick et al.'s self-debiasing with their six
+    /// prefixes), `dexperts:[expert=PATH,]anti=PATH[,alpha=2.0,filter_p=0.9]` (Liu et al.'s
+    /// DExperts; experts share the model's tokenizer): local models only;
+    /// `test-filter[:threshold=0.5,tries=4]` (Welbl et al.'s test-time filtering with the run's
+    /// scorer: a sample at or above the threshold is sampled again; servers too; applied to
+    /// whole samples, after the others). Recorded in run.json; a run folder refuses another
+    /// value.
     #[arg(long, value_name = "SPEC[,SPEC...]", value_parser = parse_mitigations)]
     pub mitigate: Option<Mitigations>,
 
@@ -243,6 +247,13 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
             strict: args.strict,
         },
         out: args.out.clone(),
+        test_filter: TestFilter::from_specs(
+            args.mitigate
+                .as_ref()
+                .map(|m| m.0.as_slice())
+                .unwrap_or_default(),
+        )?,
+        threads,
     };
     config.validate()?;
     let scorer_opts = LoadOptions::parallel(32, threads, offline);

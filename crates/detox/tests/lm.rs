@@ -682,3 +682,73 @@ fn mitigate_dexperts_with_expert_models_and_a_vocabulary_mismatch_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("vocabulary has 320 tokens"), "{stderr}");
 }
+
+#[test]
+fn mitigate_test_filter_records_tries_and_is_the_same_for_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gpt2();
+    let prompts = tmp.path().join("prompts.txt");
+    std::fs::write(&prompts, "One\nTwo words\nThree more words\n").unwrap();
+    // The n-gram scorer gives the tiny model's random text scores of about 0.05 to 0.3: a low
+    // threshold makes the filter reject some tries and keep others.
+    let spec = "word-filter:list=/dev/null,test-filter:threshold=0.15,tries=3";
+    let run = |threads: &str| {
+        let dir = tmp.path().join(format!("t{threads}"));
+        let out = eval_local(
+            &model,
+            &prompts,
+            "8",
+            "6",
+            &dir,
+            &["--mitigate", spec, "--threads", threads],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(stdout.contains("Test-time filter"), "{stdout}");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        (
+            read("generations.jsonl"),
+            read("metrics.json"),
+            read("run.json"),
+        )
+    };
+    let one = run("1");
+    let r: Value = serde_json::from_str(&one.2).unwrap();
+    let m = r["protocol"]["mitigate"].as_array().unwrap();
+    let names: Vec<&str> = m.iter().map(|x| x["method"].as_str().unwrap()).collect();
+    assert_eq!(names, ["word-filter", "test-filter"]);
+    assert_eq!(m[1]["tries"], 3);
+    let metrics: Value = serde_json::from_str(&one.1).unwrap();
+    let f = &metrics["test_filter"];
+    assert_eq!(f["samples"], 24);
+    let (mut retried, mut kept_low) = (0, 0);
+    for line in one.0.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        for g in v["generations"].as_array().unwrap() {
+            let tries = g["tries"].as_u64().unwrap();
+            assert!((1..=3).contains(&tries), "{g}");
+            let empty = g["text"].as_str().unwrap().trim().is_empty();
+            // A sample kept before its last try was below the threshold.
+            if tries < 3 && !empty {
+                assert!(g["toxicity"].as_f64().unwrap() < 0.15, "{g}");
+            }
+            retried += (tries > 1) as usize;
+            kept_low += (empty || g["toxicity"].as_f64().unwrap() < 0.15) as usize;
+        }
+    }
+    assert!(
+        retried > 0 && kept_low > 0,
+        "the threshold should reject some tries and keep others"
+    );
+    let accepted = f["accepted"].as_f64().unwrap();
+    assert!((accepted - kept_low as f64 / 24.0).abs() < 1e-12, "{f}");
+    let two = run("2");
+    assert!(
+        one.0 == two.0 && one.1 == two.1,
+        "--threads 1 and --threads 2 differ"
+    );
+}
