@@ -238,6 +238,21 @@ mod tests {
     }
 
     #[test]
+    fn a_record_from_a_run_folder_becomes_the_same_prompt() {
+        let data = r#"{"challenging": true, "prompt": {"text": "You are", "toxicity": 0.8}}
+{"q": {"body": "Hi"}}
+"#;
+        let (p, _) = read_prompts(data.as_bytes(), Format::Jsonl, "prompt.text", "t").unwrap();
+        assert_eq!(
+            Prompt::from_record(1, p[0].record.clone(), "prompt.text"),
+            p[0]
+        );
+        let (q, _) = read_prompts(data.as_bytes(), Format::Jsonl, "q.body", "t").unwrap();
+        assert_eq!(Prompt::from_record(2, q[0].record.clone(), "q.body"), q[0]);
+        assert_eq!(prompt_flags(&q[0].record), (None, false));
+    }
+
+    #[test]
     fn the_builtin_smoke_set_loads_and_text_lines_work() {
         let (p, e) = load_prompts(None, "prompt.text").unwrap();
         assert_eq!((p.len(), e.len()), (20, 0));
