@@ -4,9 +4,11 @@
 //! metrics ([`metrics`]): expected maximum toxicity with its standard deviation and bootstrap
 //! interval, toxicity probability, toxic fraction, RTP's unprompted bootstrap and DExperts'
 //! dist-n; the run itself ([`run`]) with its typed records ([`records`]) and crash-safe run
-//! folder ([`folder`]); the summary table ([`table`]) and the HTML report ([`report`]). The
+//! folder ([`folder`]); the summary table ([`table`]), the HTML report ([`report`]) and the
+//! side-by-side comparison of finished runs with paired differences ([`compare`]). The
 //! `detox eval` command only parses arguments and builds the models.
 
+pub mod compare;
 pub mod error;
 pub mod folder;
 pub mod metrics;

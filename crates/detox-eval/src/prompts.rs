@@ -25,6 +25,38 @@ pub struct Prompt {
     pub challenging: bool,
 }
 
+impl Prompt {
+    /// A prompt rebuilt from its record as a run folder keeps it (`generations.jsonl` holds
+    /// each prompt's record as read): the text from `field` (else RTP's `prompt.text`), the
+    /// file's toxicity and the `challenging` flag read as [`read_prompts`] reads them. A
+    /// toxicity the scorer filled in at run time is not in the record, so it is `None` here.
+    pub fn from_record(line: usize, record: Map<String, Value>, field: &str) -> Self {
+        let (toxicity, challenging) = prompt_flags(&record);
+        let text = lookup(&record, field)
+            .or_else(|| lookup(&record, "prompt.text"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Self {
+            line,
+            record,
+            text,
+            toxicity,
+            challenging,
+        }
+    }
+}
+
+/// A record's own prompt toxicity (RTP's `prompt.toxicity`) and `challenging` flag (false
+/// when absent): the one reading of them, for prompt files and run folders alike.
+pub fn prompt_flags(record: &Map<String, Value>) -> (Option<f64>, bool) {
+    let toxicity = lookup(record, "prompt.toxicity").and_then(Value::as_f64);
+    let challenging = lookup(record, "challenging")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    (toxicity, challenging)
+}
+
 /// A line that could not be used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromptError {
@@ -121,10 +153,7 @@ pub fn read_prompts(
     for row in reader {
         match row.map_err(fatal)? {
             Ok(item) => {
-                let toxicity = lookup(&item.record, "prompt.toxicity").and_then(Value::as_f64);
-                let challenging = lookup(&item.record, "challenging")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+                let (toxicity, challenging) = prompt_flags(&item.record);
                 // Text lines and table rows get RTP's nested layout: {"prompt": {"text": ...}}.
                 let record = if matches!(format, Format::Jsonl) {
                     item.record
@@ -206,6 +235,21 @@ mod tests {
         assert!(!Subset::Toxic.contains(&p[1], Some(0.5)));
         assert!(Subset::Nontoxic.contains(&p[1], Some(0.5)));
         assert!(Subset::Toxic.contains(&p[1], Some(0.5000001)));
+    }
+
+    #[test]
+    fn a_record_from_a_run_folder_becomes_the_same_prompt() {
+        let data = r#"{"challenging": true, "prompt": {"text": "You are", "toxicity": 0.8}}
+{"q": {"body": "Hi"}}
+"#;
+        let (p, _) = read_prompts(data.as_bytes(), Format::Jsonl, "prompt.text", "t").unwrap();
+        assert_eq!(
+            Prompt::from_record(1, p[0].record.clone(), "prompt.text"),
+            p[0]
+        );
+        let (q, _) = read_prompts(data.as_bytes(), Format::Jsonl, "q.body", "t").unwrap();
+        assert_eq!(Prompt::from_record(2, q[0].record.clone(), "q.body"), q[0]);
+        assert_eq!(prompt_flags(&q[0].record), (None, false));
     }
 
     #[test]

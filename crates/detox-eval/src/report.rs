@@ -76,10 +76,10 @@ pub fn escape(s: &str) -> String {
 }
 
 /// What is shown for a missing or non-finite number.
-const MISSING: &str = "–";
+pub(crate) const MISSING: &str = "–";
 
 /// A number with `d` decimals, or "–" when not finite.
-fn num(x: f64, d: usize) -> String {
+pub(crate) fn num(x: f64, d: usize) -> String {
     if x.is_finite() {
         format!("{x:.d$}")
     } else {
@@ -87,11 +87,11 @@ fn num(x: f64, d: usize) -> String {
     }
 }
 
-fn opt(x: Option<f64>, d: usize) -> String {
+pub(crate) fn opt(x: Option<f64>, d: usize) -> String {
     x.map_or_else(|| MISSING.to_string(), |x| num(x, d))
 }
 
-fn interval(c: [f64; 2], d: usize) -> String {
+pub(crate) fn interval(c: [f64; 2], d: usize) -> String {
     if c[0].is_finite() || c[1].is_finite() {
         format!("[{}, {}]", num(c[0], d), num(c[1], d))
     } else {
@@ -99,7 +99,7 @@ fn interval(c: [f64; 2], d: usize) -> String {
     }
 }
 
-const STYLE: &str = "
+pub(crate) const STYLE: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#222;background:#fff;max-width:1040px;margin:2em auto;padding:0 1em;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}
 h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ccc;padding-bottom:.2em}
@@ -236,39 +236,39 @@ fn write_metrics(out: &mut String, input: &ReportInput) -> fmt::Result {
 
 /// The plot area inside an SVG of `w` × `h`, with values in [0, 1] on both axes.
 #[derive(Debug, Clone, Copy)]
-struct Frame {
-    w: f64,
-    h: f64,
-    left: f64,
-    right: f64,
-    top: f64,
-    bottom: f64,
+pub(crate) struct Frame {
+    pub(crate) w: f64,
+    pub(crate) h: f64,
+    pub(crate) left: f64,
+    pub(crate) right: f64,
+    pub(crate) top: f64,
+    pub(crate) bottom: f64,
 }
 
 impl Frame {
     /// The x pixel of `v` in [0, 1].
-    fn x(&self, v: f64) -> f64 {
+    pub(crate) fn x(&self, v: f64) -> f64 {
         self.left + v * (self.w - self.left - self.right)
     }
 
     /// The y pixel of `v` in [0, 1] (0 at the bottom).
-    fn y(&self, v: f64) -> f64 {
+    pub(crate) fn y(&self, v: f64) -> f64 {
         self.h - self.bottom - v * (self.h - self.top - self.bottom)
     }
 
-    fn x0(&self) -> f64 {
+    pub(crate) fn x0(&self) -> f64 {
         self.x(0.0)
     }
 
-    fn x1(&self) -> f64 {
+    pub(crate) fn x1(&self) -> f64 {
         self.x(1.0)
     }
 
-    fn y0(&self) -> f64 {
+    pub(crate) fn y0(&self) -> f64 {
         self.y(0.0)
     }
 
-    fn y1(&self) -> f64 {
+    pub(crate) fn y1(&self) -> f64 {
         self.y(1.0)
     }
 }
@@ -292,7 +292,7 @@ const SCATTER: Frame = Frame {
 };
 
 /// A pixel coordinate with two decimals.
-fn px(v: f64) -> String {
+pub(crate) fn px(v: f64) -> String {
     format!("{v:.2}")
 }
 
@@ -305,7 +305,7 @@ fn series_colour(name: &str) -> &'static str {
 }
 
 /// Whether `v` is a score that can be drawn on a [0, 1] axis.
-fn drawable(v: f64) -> bool {
+pub(crate) fn drawable(v: f64) -> bool {
     v.is_finite() && (0.0..=1.0).contains(&v)
 }
 
@@ -396,7 +396,31 @@ fn unit_ticks_x(out: &mut String, f: &Frame) -> fmt::Result {
     Ok(())
 }
 
-fn axes(out: &mut String, f: &Frame, xlabel: &str, ylabel: &str) -> fmt::Result {
+/// Ticks and grid lines on a [0, 1] y axis: every 0.1, labelled every 0.2.
+pub(crate) fn unit_ticks_y(out: &mut String, f: &Frame) -> fmt::Result {
+    for i in 0..=10 {
+        let v = f64::from(i) / 10.0;
+        let y = px(f.y(v));
+        writeln!(
+            out,
+            "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\"/>",
+            px(f.x0() - 5.0),
+            px(f.x1()),
+            if i == 0 { "#333" } else { "#eeeeee" }
+        )?;
+        if i % 2 == 0 {
+            writeln!(
+                out,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"12\">{v:.1}</text>",
+                px(f.x0() - 8.0),
+                px(f.y(v) + 4.0)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn axes(out: &mut String, f: &Frame, xlabel: &str, ylabel: &str) -> fmt::Result {
     writeln!(
         out,
         "<path d=\"M{} {}V{}H{}\" fill=\"none\" stroke=\"#333\"/>",
@@ -618,26 +642,7 @@ fn write_scatter_section(out: &mut String, input: &ReportInput) -> fmt::Result {
         escape(attr),
         escape(attr)
     )?;
-    // y ticks and grid.
-    for i in 0..=10 {
-        let v = f64::from(i) / 10.0;
-        let y = px(f.y(v));
-        writeln!(
-            out,
-            "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\"/>",
-            px(f.x0() - 5.0),
-            px(f.x1()),
-            if i == 0 { "#333" } else { "#eeeeee" }
-        )?;
-        if i % 2 == 0 {
-            writeln!(
-                out,
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"12\">{v:.1}</text>",
-                px(f.x0() - 8.0),
-                px(f.y(v) + 4.0)
-            )?;
-        }
-    }
+    unit_ticks_y(out, &f)?;
     writeln!(
         out,
         "<line class=\"diagonal\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"2 3\"/>",

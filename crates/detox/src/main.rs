@@ -4,6 +4,7 @@
 //! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores.
 
 mod choices;
+mod compare_cmd;
 mod eval_cmd;
 mod models_cmd;
 mod score_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Quality(train_cmd::QualityArgs),
     /// Run the RealToxicityPrompts protocol on a local GGUF language model.
     Eval(eval_cmd::EvalArgs),
+    /// Compare finished eval runs: figures side by side, paired differences from the first run.
+    Compare(compare_cmd::CompareArgs),
     /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
     Serve(serve_cmd::ServeArgs),
 }
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Quality(args) => train_cmd::run_quality(args, cli.offline),
         Command::Serve(args) => serve_cmd::run(args, cli.offline),
         Command::Eval(args) => eval_cmd::run(args, cli.offline),
+        Command::Compare(args) => compare_cmd::run(args),
     };
     match result {
         Ok(code) => code,

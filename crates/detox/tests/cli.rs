@@ -434,3 +434,187 @@ fn the_fast_scorer_needs_no_download_and_ensembles_combine_scorers() {
         ]
     );
 }
+
+/// A finished run folder made by hand with the library's own types: `n` prompts (alternately
+/// toxic by the file's score), two samples each scored `score(i, k)`.
+fn hand_made_run(
+    dir: &Path,
+    limit: Option<usize>,
+    model: &str,
+    score: impl Fn(usize, usize) -> f64,
+) -> PathBuf {
+    use detox_eval::folder::{RunFolder, METRICS_FILE};
+    use detox_eval::metrics::Threshold;
+    use detox_eval::records::{Generation, PromptResult};
+    use detox_eval::run::{prompted_metrics, MetricsFile, PromptToxicity, Protocol};
+    let n = 12;
+    let text: String = (0..n)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"prompt": {"text": format!("p{i}"), "toxicity": if i % 2 == 0 { 0.9 } else { 0.1 }}})
+            )
+        })
+        .collect();
+    let (prompts, _) = detox_eval::prompts::read_prompts(
+        text.as_bytes(),
+        detox_io::Format::Jsonl,
+        "prompt.text",
+        "t",
+    )
+    .unwrap();
+    let protocol = Protocol {
+        prompts: "prompts.jsonl".into(),
+        prompts_sha256: Some("ab".repeat(32)),
+        field: "prompt.text".into(),
+        subset: None,
+        limit,
+        unprompted: None,
+        prompt_toxicity: PromptToxicity::File,
+        model: model.into(),
+        model_identity: serde_json::json!({}),
+        mitigate: Vec::new(),
+        weights: "f32".into(),
+        judge_model: None,
+        judge_identity: None,
+        perplexity: true,
+        scorer: "tox".into(),
+        scorer_description: "test".into(),
+        scorer_identity: serde_json::json!({}),
+        samples: 2,
+        temperature: 1.0,
+        top_p: 0.9,
+        top_k: 0,
+        max_tokens: 20,
+        seed: 0,
+        threshold: 0.5,
+        strict: false,
+        detox_version: "test".into(),
+    };
+    let (folder, _) = RunFolder::open(dir, &protocol, n).unwrap();
+    let mut a = folder.appender().unwrap();
+    let attrs = vec!["toxicity".to_string()];
+    for (i, p) in prompts.iter().enumerate() {
+        let generations = (0..2)
+            .map(|k| {
+                Generation::new(
+                    " w".into(),
+                    &attrs,
+                    &[score(i, k) as f32],
+                    Some(10.0 + k as f64),
+                )
+            })
+            .collect();
+        a.append(&PromptResult {
+            record: p.record.clone(),
+            generations,
+        })
+        .unwrap();
+    }
+    let results = folder.results().unwrap();
+    let metrics = MetricsFile {
+        threshold: 0.5,
+        strict: false,
+        samples_per_prompt: 2,
+        prompt_toxicity: PromptToxicity::File,
+        subsets: prompted_metrics(&prompts, &results, "toxicity", Threshold::default(), 1),
+        notes: Vec::new(),
+    };
+    folder.write_json(METRICS_FILE, &metrics).unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn compare_prints_paired_differences_and_refuses_other_protocols() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = hand_made_run(&tmp.path().join("a"), None, "smollm2", |i, k| {
+        ((i * 7 + k * 3) % 10) as f64 / 10.0
+    });
+    // Every score 0.1 lower (clamped at 0).
+    let b = hand_made_run(
+        &tmp.path().join("b"),
+        None,
+        "./models/other.gguf",
+        |i, k| (((i * 7 + k * 3) % 10) as f64 / 10.0 - 0.1).max(0.0),
+    );
+    let out = bin().arg("compare").arg(&a).arg(&b).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[1]   smollm2") && stdout.contains("[2]   other.gguf"),
+        "{stdout}"
+    );
+    for subset in ["\nfull\n", "\ntoxic\n", "\nnontoxic\n"] {
+        assert!(stdout.contains(subset), "{subset}: {stdout}");
+    }
+    // Expected maximum toxicity is exactly 0.1 lower on every prompt (none is clamped at the
+    // maximum), so the difference and its whole interval are -0.100.
+    assert!(
+        stdout.contains("  Δ[2]       12   -0.100   [-0.100, -0.100]"),
+        "{stdout}"
+    );
+
+    let json = bin()
+        .args(["compare", "--format", "json", "--resamples", "50"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["resamples"], 50);
+    assert_eq!(v["subsets"][0]["rows"][1]["difference"]["prompts"], 12);
+
+    // Another limit is another protocol: refused with both values, unless --force.
+    let c = hand_made_run(&tmp.path().join("c"), Some(12), "smollm2", |_, _| 0.2);
+    let html = tmp.path().join("cmp.html");
+    let refused = bin()
+        .arg("compare")
+        .arg(&a)
+        .arg(&c)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("limit differs (none in the baseline, 12 here)")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert!(refused.stdout.is_empty() && !html.exists());
+    let forced = bin()
+        .args(["compare", "--force", "--format", "md", "--html"])
+        .arg(&html)
+        .arg(&a)
+        .arg(&c)
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&forced.stdout);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert!(
+        md.contains("## full") && md.contains("Compared with --force"),
+        "{md}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<circle class=\"point\"").count(), 2 * 3);
+
+    // An unfinished run is named with how far it got.
+    let gens = b.join("generations.jsonl");
+    let text = std::fs::read_to_string(&gens).unwrap();
+    let head: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&gens, head).unwrap();
+    let out = bin().arg("compare").arg(&a).arg(&b).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("unfinished: 4 of 12 prompts"), "{stderr}");
+}

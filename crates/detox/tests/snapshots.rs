@@ -58,6 +58,7 @@ fn help_of_every_command() {
         &["train"],
         &["quality"],
         &["eval"],
+        &["compare"],
         &["serve"],
     ];
     let _g = settings().bind_to_scope();
