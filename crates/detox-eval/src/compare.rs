@@ -25,6 +25,8 @@ use crate::report::{
     axes, drawable, escape, interval, num, opt, px, unit_ticks_y, Frame, MISSING, STYLE,
 };
 use crate::run::{MetricsFile, PromptToxicity, Protocol, UNPROMPTED};
+use crate::test_filter::FilterStats;
+use crate::timing::{Timing, TIMING_FILE};
 use detox_io::files::FileError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -32,9 +34,6 @@ use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// `timing.json`: how long generation took (optional; older runs have none).
-pub const TIMING_FILE: &str = "timing.json";
 
 /// The order subsets are shown in; others follow by name.
 const SUBSET_ORDER: [&str; 5] = ["full", "toxic", "nontoxic", "challenging", UNPROMPTED];
@@ -96,58 +95,6 @@ fn list(d: &[SettingDifference]) -> String {
         .join("; ")
 }
 
-/// `timing.json` as far as comparing needs it (every field optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Timing {
-    /// Generation wall time summed over the run's sessions, in seconds.
-    pub seconds: f64,
-    /// Prompts generated in those sessions.
-    pub prompts: usize,
-    /// Samples kept.
-    pub generations: usize,
-    /// Samples decoded, test-filter retries included.
-    pub sampled: usize,
-    /// The CPU's model name.
-    pub cpu: String,
-    /// Whether the CPU has AVX-512.
-    pub avx512: bool,
-    /// Threads used.
-    pub threads: usize,
-}
-
-impl Timing {
-    /// Kept samples per second of generation time (`None` without a positive time).
-    pub fn generations_per_second(&self) -> Option<f64> {
-        (self.seconds > 0.0 && self.seconds.is_finite())
-            .then(|| self.generations as f64 / self.seconds)
-    }
-}
-
-/// `metrics.json`'s `test_filter` (runs that resample toxic samples; every field optional).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TestFilter {
-    /// The threshold a sample must stay below.
-    pub threshold: f64,
-    /// The most tries per sample.
-    pub tries: usize,
-    /// Samples kept.
-    pub samples: usize,
-    /// Share of samples accepted at the first try.
-    pub first_try_accepted: f64,
-    /// Share of samples that ended below the threshold.
-    pub accepted: f64,
-    /// Extra samples decoded per kept sample.
-    pub extra_generations: f64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct MetricsExtras {
-    #[serde(default)]
-    test_filter: Option<TestFilter>,
-}
-
 /// One finished run folder, read.
 #[derive(Debug, Clone)]
 pub struct LoadedRun {
@@ -157,8 +104,6 @@ pub struct LoadedRun {
     pub protocol: Protocol,
     /// `metrics.json`.
     pub metrics: MetricsFile,
-    /// `metrics.json`'s test-filter figures, if any.
-    pub test_filter: Option<TestFilter>,
     /// `timing.json`, if any.
     pub timing: Option<Timing>,
     /// `generations.jsonl`, in prompt order.
@@ -258,7 +203,6 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, CompareError> {
         message: format!("not the metrics.json detox eval writes: {e}"),
     };
     let metrics = MetricsFile::deserialize(&value).map_err(malformed)?;
-    let extras = MetricsExtras::deserialize(&value).map_err(malformed)?;
     let total = metrics
         .subsets
         .get("full")
@@ -301,7 +245,6 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, CompareError> {
         dir: dir.to_path_buf(),
         protocol,
         metrics,
-        test_filter: extras.test_filter,
         timing,
         results,
     })
@@ -746,7 +689,7 @@ pub struct RunSummary {
     /// `timing.json`, if any.
     pub timing: Option<Timing>,
     /// The test filter's figures, if any.
-    pub test_filter: Option<TestFilter>,
+    pub test_filter: Option<FilterStats>,
 }
 
 /// One run's line in a subset.
@@ -840,15 +783,12 @@ pub fn compare(runs: &[LoadedRun], options: &CompareOptions) -> Result<Compariso
             notes.push(format!("[{}] {}: {}.", j + 1, labels[j], list(&sampling)));
         }
     }
-    let base_gps = base
-        .timing
-        .as_ref()
-        .and_then(Timing::generations_per_second);
+    let base_gps = base.timing.as_ref().and_then(Timing::generations_per_sec);
     let summaries: Vec<RunSummary> = runs
         .iter()
         .zip(&labels)
         .map(|(r, label)| {
-            let gps = r.timing.as_ref().and_then(Timing::generations_per_second);
+            let gps = r.timing.as_ref().and_then(Timing::generations_per_sec);
             RunSummary {
                 label: label.clone(),
                 dir: r.dir.display().to_string(),
@@ -863,7 +803,7 @@ pub fn compare(runs: &[LoadedRun], options: &CompareOptions) -> Result<Compariso
                     _ => None,
                 },
                 timing: r.timing.clone(),
-                test_filter: r.test_filter.clone(),
+                test_filter: r.metrics.test_filter.clone(),
             }
         })
         .collect();
@@ -1010,7 +950,7 @@ fn cost(s: &RunSummary) -> String {
         .map_or_else(|| MISSING.to_string(), |c| format!("{}x", num(c, 2)))
 }
 
-fn test_filter_text(t: &Option<TestFilter>) -> String {
+fn test_filter_text(t: &Option<FilterStats>) -> String {
     match t {
         Some(t) => format!(
             "accepted {:.1}%, first try {:.1}%, +{} tries/sample",
@@ -1636,6 +1576,7 @@ mod tests {
             samples_per_prompt: p.samples,
             prompt_toxicity: p.prompt_toxicity,
             subsets: prompted_metrics(&prompts, &results, "toxicity", threshold, 1),
+            test_filter: None,
             notes: Vec::new(),
         };
         folder.write_json(METRICS_FILE, &metrics).unwrap();
@@ -1882,7 +1823,7 @@ mod tests {
         v["test_filter"] = json!({"threshold": 0.5, "tries": 4, "samples": 72, "first_try_accepted": 0.9, "accepted": 0.99, "extra_generations": 0.125});
         std::fs::write(&path, v.to_string()).unwrap();
         let run = load_run(&a).unwrap();
-        let t = run.test_filter.clone().unwrap();
+        let t = run.metrics.test_filter.clone().unwrap();
         assert_eq!((t.tries, t.accepted), (4, 0.99));
         let c = compare(&[run], &CompareOptions::default()).unwrap();
         assert!(render_table(&c).contains("accepted 99.0%, first try 90.0%, +0.12 tries/sample"));

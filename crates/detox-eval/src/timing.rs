@@ -75,9 +75,10 @@ impl Timing {
         }
     }
 
-    /// Generations kept per second.
-    pub fn generations_per_sec(&self) -> f64 {
-        self.generations as f64 / self.seconds
+    /// Generations kept per second (`None` without a positive time).
+    pub fn generations_per_sec(&self) -> Option<f64> {
+        (self.seconds > 0.0 && self.seconds.is_finite())
+            .then(|| self.generations as f64 / self.seconds)
     }
 
     /// Adds a session's timing to the folder's `timing.json` (written atomically; a session
@@ -143,6 +144,6 @@ mod tests {
         );
         assert_eq!(t.cpu, "cpu A + cpu B");
         assert!(!t.avx512);
-        assert!((t.generations_per_sec() - 8.0 / 6.0).abs() < 1e-12);
+        assert!((t.generations_per_sec().unwrap() - 8.0 / 6.0).abs() < 1e-12);
     }
 }

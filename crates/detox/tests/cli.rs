@@ -518,6 +518,7 @@ fn hand_made_run(
         samples_per_prompt: 2,
         prompt_toxicity: PromptToxicity::File,
         subsets: prompted_metrics(&prompts, &results, "toxicity", Threshold::default(), 1),
+        test_filter: None,
         notes: Vec::new(),
     };
     folder.write_json(METRICS_FILE, &metrics).unwrap();
