@@ -21,7 +21,7 @@ use crate::metrics::{
 use crate::prompts::{load_prompts, Prompt, PromptError, Subset};
 use crate::records::{Generation, PromptResult};
 use crate::report::{render, ReportInput, ReportPrompt};
-use crate::test_filter::{sample_filtered, FilterStats, TestFilter};
+use crate::test_filter::{sample_filtered, FilterStats, RejectionRate, TestFilter};
 use crate::timing::Timing;
 use detox_core::Scorer;
 use detox_lm::{Completion, GenerationRequest, LanguageModel};
@@ -565,7 +565,6 @@ pub fn run(
     let first = done.len();
     progress.start(first, prompts.len());
     let started = Instant::now();
-    let mut sampled = 0usize;
     let generated = generate(
         &prompts[first..],
         models,
@@ -573,11 +572,6 @@ pub fn run(
         &prepared.attributes,
         config.test_filter.as_ref(),
         &mut |r: PromptResult| {
-            sampled += r
-                .generations
-                .iter()
-                .map(|g| g.tries.unwrap_or(1) as usize)
-                .sum::<usize>();
             if let Some(a) = appender.as_mut() {
                 a.append(&r)?;
             }
@@ -588,13 +582,16 @@ pub fn run(
         },
     );
     progress.finish();
-    if let Err(e) = generated {
-        return Err(EvalError::Stopped {
-            kept: done.len(),
-            dir: config.out.clone(),
-            source: Box::new(e),
-        });
-    }
+    let sampled = match generated {
+        Ok(n) => n,
+        Err(e) => {
+            return Err(EvalError::Stopped {
+                kept: done.len(),
+                dir: config.out.clone(),
+                source: Box::new(e),
+            })
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let fresh = done.len() - first;
     if let Some(f) = &folder {
@@ -680,46 +677,51 @@ impl From<Completion> for Sampled {
 }
 
 /// One prompt's samples on a worker: plain, or through the test-time filter; then the judge's
-/// perplexities of the samples kept.
+/// perplexities of the samples kept. Also the number of rows decoded.
 fn sample_prompt(
     p: &Prompt,
     models: &Models,
     request: &GenerationRequest,
     attributes: &Attributes,
-    filter: Option<&TestFilter>,
-) -> Result<Vec<Sampled>, EvalError> {
+    filter: Option<(&TestFilter, &RejectionRate)>,
+) -> Result<(Vec<Sampled>, usize), EvalError> {
     let lm_err = |source| EvalError::Lm {
         line: p.line,
         source,
     };
-    let mut out: Vec<Sampled> = match filter {
-        None => models
-            .lm
-            .complete(&p.text, p.line as u64, request)
-            .map_err(lm_err)?
-            .into_iter()
-            .map(Sampled::from)
-            .collect(),
-        Some(f) => {
+    let (mut out, decoded): (Vec<Sampled>, usize) = match filter {
+        None => {
+            let c = models
+                .lm
+                .complete(&p.text, p.line as u64, request)
+                .map_err(lm_err)?;
+            let n = c.len();
+            (c.into_iter().map(Sampled::from).collect(), n)
+        }
+        Some((f, rate)) => {
             let mut session = models
                 .lm
                 .open(&p.text, p.line as u64, request)
                 .map_err(lm_err)?;
-            sample_filtered(
+            let r = sample_filtered(
                 session.as_mut(),
                 p.line,
                 request.samples,
                 models.scorer,
                 attributes.toxicity,
                 f,
-            )?
-            .into_iter()
-            .map(|k| Sampled {
-                completion: k.completion,
-                scores: Some(k.scores),
-                tries: Some(k.tries as u32),
-            })
-            .collect()
+                rate,
+            )?;
+            let kept = r
+                .kept
+                .into_iter()
+                .map(|k| Sampled {
+                    completion: k.completion,
+                    scores: Some(k.scores),
+                    tries: Some(k.tries as u32),
+                })
+                .collect();
+            (kept, r.decoded)
         }
     };
     if let Some(j) = models.judge {
@@ -729,12 +731,13 @@ fn sample_prompt(
             x.completion.perplexity = v;
         }
     }
-    Ok(out)
+    Ok((out, decoded))
 }
 
 /// Generates `todo` on the model's workers and hands each prompt's scored record to `sink`
 /// in prompt order (the calling thread scores and writes while the workers generate; with the
-/// test-time filter the workers score, as each try must be judged before the next).
+/// test-time filter the workers score, as each try must be judged before the next). Returns
+/// the rows decoded for the prompts handed over (the test-time filter's spares included).
 pub fn generate(
     todo: &[Prompt],
     models: &Models,
@@ -742,14 +745,19 @@ pub fn generate(
     attributes: &Attributes,
     filter: Option<&TestFilter>,
     sink: &mut dyn FnMut(PromptResult) -> Result<(), EvalError>,
-) -> Result<(), EvalError> {
+) -> Result<usize, EvalError> {
+    let rate = RejectionRate::default();
+    let filter = filter.map(|f| (f, &rate));
+    let mut decoded = 0usize;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let workers = models.lm.concurrency().clamp(1, todo.len().max(1));
     let mut failure: Option<EvalError> = None;
     std::thread::scope(|s| {
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<(usize, Result<Vec<Sampled>, EvalError>)>(workers * 2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(
+            usize,
+            Result<(Vec<Sampled>, usize), EvalError>,
+        )>(workers * 2);
         for _ in 0..workers {
             let tx = tx.clone();
             let (next, stop) = (&next, &stop);
@@ -765,13 +773,17 @@ pub fn generate(
             });
         }
         drop(tx);
-        let mut pending: BTreeMap<usize, Result<Vec<Sampled>, EvalError>> = BTreeMap::new();
+        let mut pending: BTreeMap<usize, Result<(Vec<Sampled>, usize), EvalError>> =
+            BTreeMap::new();
         let mut want = 0usize;
         'receive: for (i, r) in rx {
             pending.insert(i, r);
             while let Some(r) = pending.remove(&want) {
                 let line = r
-                    .and_then(|c| score_prompt(&todo[want], c, models.scorer, &attributes.all))
+                    .and_then(|(c, n)| {
+                        decoded += n;
+                        score_prompt(&todo[want], c, models.scorer, &attributes.all)
+                    })
                     .and_then(&mut *sink);
                 if let Err(e) = line {
                     failure = Some(e);
@@ -784,7 +796,7 @@ pub fn generate(
     });
     match failure {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(decoded),
     }
 }
 

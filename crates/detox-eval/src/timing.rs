@@ -20,7 +20,8 @@ pub struct Timing {
     pub prompts: usize,
     /// Samples kept (prompts × k).
     pub generations: usize,
-    /// Samples decoded, the test-time filter's retries included.
+    /// Rows decoded: the samples kept and every spare the test-time filter decoded, used or
+    /// not.
     pub sampled: usize,
     /// The CPU's model name (`/proc/cpuinfo`); sessions on different CPUs are joined by ` + `.
     pub cpu: String,

@@ -1,20 +1,21 @@
 //! Test-time filtering with a stub model and a stub scorer whose scores are known for every
-//! try: kept samples are below the threshold whenever a try was, the kept try is the first
-//! such one (else the least toxic), tries are counted and recorded, only rejected rows are
-//! sampled again, and the run's files are the same whatever the number of workers.
+//! stream: kept samples are below the threshold whenever a try was, the kept try is the first
+//! such one (else the least toxic), rejected samples take the spares in order, tries are
+//! counted and recorded, the texts kept do not depend on how many spares were decoded ahead,
+//! and the run's files are the same whatever the number of workers.
 
 use detox_core::{Activation, ScoreError, Scorer, ScorerInfo, TextScore};
 use detox_eval::metrics::Threshold;
 use detox_eval::run::{self, EvalConfig, Models, PromptSource, Silent};
-use detox_eval::test_filter::{sample_filtered, FilterStats, TestFilter};
+use detox_eval::test_filter::{sample_filtered, FilterStats, RejectionRate, TestFilter};
 use detox_lm::sampling::SamplingParams;
 use detox_lm::{
-    retry_stream, Completion, GenerationRequest, LanguageModel, LmError, PromptSession,
+    spare_stream, Completion, GenerationRequest, LanguageModel, LmError, PromptSession,
 };
 use std::sync::Mutex;
 
-/// A model whose sample for stream `s` of prompt `p` is the text `p<p> s<sample> t<try>`, and
-/// which records every batch of streams it is asked for.
+/// A model whose sample for stream `s` of prompt `p` is the text `p<p> s<s>` (first samples)
+/// or `p<p> spare<j>` (spares), and which records every batch of streams it is asked for.
 struct Stub {
     workers: usize,
     asked: Mutex<Vec<(u64, Vec<u64>)>>,
@@ -23,6 +24,14 @@ struct Stub {
 struct StubSession<'a> {
     lm: &'a Stub,
     prompt: u64,
+}
+
+fn text(prompt: u64, stream: u64) -> String {
+    if stream >> 32 == 0 {
+        format!("p{prompt} s{stream}")
+    } else {
+        format!("p{prompt} spare{}", stream - spare_stream(0))
+    }
 }
 
 impl PromptSession for StubSession<'_> {
@@ -35,7 +44,7 @@ impl PromptSession for StubSession<'_> {
         Ok(streams
             .iter()
             .map(|s| Completion {
-                text: format!("p{} s{} t{}", self.prompt, s & 0xffff_ffff, s >> 32),
+                text: text(self.prompt, *s),
                 perplexity: None,
             })
             .collect())
@@ -111,67 +120,94 @@ const FILTER: TestFilter = TestFilter {
     tries: 3,
 };
 
+/// What the filter must keep, worked out here independently: sample s's tries are its own
+/// stream, then the next spares in order; the first try below the threshold is kept, else the
+/// least toxic (the earliest on a tie).
+fn expected(prompt: u64, k: usize) -> Vec<(String, usize)> {
+    let mut next = 0u64;
+    (0..k as u64)
+        .map(|s| {
+            let mut tries = vec![text(prompt, s)];
+            while tries.len() < FILTER.tries
+                && (stub_score(tries.last().unwrap()) as f64) >= FILTER.threshold
+            {
+                tries.push(text(prompt, spare_stream(next as usize)));
+                next += 1;
+            }
+            let first_ok = tries
+                .iter()
+                .position(|t| (stub_score(t) as f64) < FILTER.threshold);
+            let kept = first_ok.unwrap_or_else(|| {
+                let best = tries
+                    .iter()
+                    .map(|t| stub_score(t))
+                    .fold(f32::INFINITY, f32::min);
+                tries.iter().position(|t| stub_score(t) == best).unwrap()
+            });
+            (tries[kept].clone(), tries.len())
+        })
+        .collect()
+}
+
 #[test]
-fn kept_tries_are_the_first_below_the_threshold_else_the_least_toxic() {
-    let lm = Stub {
-        workers: 1,
-        asked: Mutex::new(Vec::new()),
-    };
+fn rejected_samples_take_the_spares_in_order_whatever_was_decoded_ahead() {
     let req = GenerationRequest {
         samples: 40,
         max_tokens: 5,
         params: SamplingParams::default(),
         perplexity: false,
     };
-    let mut session = lm.open("x", 7, &req).unwrap();
-    let kept = sample_filtered(session.as_mut(), 1, 40, &scorer(), 1, &FILTER).unwrap();
-    assert_eq!(kept.len(), 40);
-    let (mut retried, mut never) = (0, 0);
-    for (s, k) in kept.iter().enumerate() {
-        let tries: Vec<f32> = (0..FILTER.tries)
-            .map(|t| stub_score(&format!("p7 s{s} t{t}")))
-            .collect();
-        let first_ok = tries.iter().position(|&v| (v as f64) < FILTER.threshold);
-        match first_ok {
-            Some(t) => {
-                assert_eq!(k.completion.text, format!("p7 s{s} t{t}"));
-                assert_eq!(k.tries, t + 1);
-                assert!((k.scores[1] as f64) < FILTER.threshold);
-            }
-            None => {
-                // Least toxic of all tries, the earliest on a tie.
-                let best = tries.iter().copied().fold(f32::INFINITY, f32::min);
-                let t = tries.iter().position(|&v| v == best).unwrap();
-                assert_eq!(k.completion.text, format!("p7 s{s} t{t}"));
-                assert_eq!(k.tries, FILTER.tries);
-                never += 1;
-            }
-        }
-        retried += (k.tries > 1) as usize;
-        assert_eq!(k.scores[0], 0.25, "every attribute's score is kept");
-    }
-    let later = kept
+    let want = expected(7, 40);
+    let used: usize = want.iter().map(|(_, n)| n - 1).sum();
+    let never = want
         .iter()
-        .filter(|k| k.tries > 1 && k.scores[1] < 0.5)
+        .filter(|(t, _)| (stub_score(t) as f64) >= FILTER.threshold)
+        .count();
+    let later = want
+        .iter()
+        .filter(|(t, n)| *n > 1 && (stub_score(t) as f64) < FILTER.threshold)
         .count();
     assert!(
-        retried > 5 && never > 0 && later > 0,
+        used > 5 && never > 0 && later > 0,
         "the stub should exercise retries"
     );
-
-    // Only rejected rows were sampled again, each from its own retry stream.
-    let asked = lm.asked.lock().unwrap();
-    assert_eq!(asked[0].1, (0..40).collect::<Vec<u64>>());
-    for t in 1..asked.len() {
-        let want: Vec<u64> = kept
+    // No spares ahead (a rate of 0), the default guess, and far too many (a rate of 90%).
+    for (rejected, tries) in [(0, 1000), (0, 0), (900, 1000)] {
+        let lm = Stub {
+            workers: 1,
+            asked: Mutex::new(Vec::new()),
+        };
+        let rate = RejectionRate::default();
+        rate.add(tries, rejected);
+        let mut session = lm.open("x", 7, &req).unwrap();
+        let out = sample_filtered(session.as_mut(), 1, 40, &scorer(), 1, &FILTER, &rate).unwrap();
+        let got: Vec<(String, usize)> = out
+            .kept
             .iter()
-            .enumerate()
-            .filter(|(_, k)| k.tries > t)
-            .map(|(s, _)| retry_stream(s, t))
+            .map(|k| (k.completion.text.clone(), k.tries))
             .collect();
-        assert_eq!(asked[t].1, want, "try {t}");
+        assert_eq!(got, want, "rate {rejected}/{tries}");
+        for k in &out.kept {
+            assert_eq!(k.scores[0], 0.25, "every attribute's score is kept");
+            assert_eq!(k.scores[1], stub_score(&k.completion.text));
+        }
+        // The first batch is the 40 samples and the spares decoded ahead; later batches are
+        // the next spares, in order; every row decoded is counted.
+        let asked = lm.asked.lock().unwrap();
+        assert_eq!(asked[0].1[..40], (0..40).collect::<Vec<u64>>()[..]);
+        let all: Vec<u64> = asked.iter().flat_map(|(_, s)| s.clone()).skip(40).collect();
+        let spares: Vec<u64> = (0..all.len()).map(spare_stream).collect();
+        assert_eq!(all, spares, "rate {rejected}/{tries}");
+        assert!(all.len() >= used);
+        assert_eq!(out.decoded, 40 + all.len());
+        if tries == 1000 && rejected == 0 {
+            assert_eq!(asked[0].1.len(), 40, "no spares ahead at a rate of 0");
+        } else {
+            assert!(asked[0].1.len() > 40, "spares ahead");
+        }
+        // After the prompt the rate holds its tries.
+        assert!(rate.get() > 0.0);
     }
-    assert_eq!(asked.len(), FILTER.tries);
 }
 
 #[test]
@@ -278,7 +314,8 @@ fn a_filtered_run_records_tries_and_is_the_same_for_any_number_of_workers() {
             serde_json::from_str(&std::fs::read_to_string(out.join("timing.json")).unwrap())
                 .unwrap();
         assert_eq!(timing["generations"], 54);
-        assert_eq!(timing["sampled"], decoded);
+        // Every row decoded, spares decoded ahead and not needed included.
+        assert!(timing["sampled"].as_u64().unwrap() >= decoded as u64);
         files.push((
             std::fs::read_to_string(out.join("generations.jsonl")).unwrap(),
             std::fs::read_to_string(out.join("metrics.json")).unwrap(),

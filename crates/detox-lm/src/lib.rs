@@ -25,7 +25,7 @@ pub mod tokenizer;
 
 pub use load::{load_language_model, LmOptions};
 pub use model::{
-    retry_stream, Completion, GenerationRequest, LanguageModel, LmError, PromptSession,
+    spare_stream, Completion, GenerationRequest, LanguageModel, LmError, PromptSession,
 };
 
 use cache::KvCache;

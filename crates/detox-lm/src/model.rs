@@ -64,11 +64,11 @@ impl LmError {
     }
 }
 
-/// The random stream of try `attempt` (0: the first) of sample `sample`: the first try of
-/// sample s is stream s, the streams [`LanguageModel::complete`] uses; a retry draws from a
-/// stream no first try uses.
-pub fn retry_stream(sample: usize, attempt: usize) -> u64 {
-    ((attempt as u64) << 32) | sample as u64
+/// The random stream of spare sample `j` of a prompt: the samples a test-time filter draws to
+/// replace rejected ones. Sample s of [`LanguageModel::complete`] is stream s; spares start at
+/// 2^32, so no spare shares a stream with a first sample.
+pub fn spare_stream(j: usize) -> u64 {
+    (1u64 << 32) + j as u64
 }
 
 /// One prompt prepared for sampling ([`LanguageModel::open`]).

@@ -160,7 +160,7 @@ impl OpenAiLm {
         }
     }
 
-    /// `n` continuations of `prompt` for try `attempt` (0: the first), in as many requests
+    /// `n` continuations of `prompt` for the streams starting at `first`, in as many requests
     /// as the server needs (some return fewer choices than `n`).
     fn request_samples(
         &self,
@@ -168,7 +168,7 @@ impl OpenAiLm {
         prompt_index: u64,
         req: &GenerationRequest,
         n: usize,
-        attempt: u64,
+        first: u64,
     ) -> Result<Vec<Completion>, LmError> {
         let url = format!("{}/completions", self.config.base_url);
         let mut out: Vec<Completion> = Vec::with_capacity(n);
@@ -178,7 +178,7 @@ impl OpenAiLm {
             let seed = SampleRng::new(
                 req.params.seed,
                 prompt_index,
-                1_000_000 + (attempt << 40) + round,
+                1_000_000 + (first << 20) + round,
             )
             .next_u64()
                 >> 33;
@@ -300,24 +300,25 @@ struct ServerSession<'a> {
 }
 
 impl PromptSession for ServerSession<'_> {
-    /// A server samples `n` continuations from one seed, not one stream per row: the streams
-    /// of one try ([`crate::retry_stream`]) are asked for together, seeded by (seed, prompt,
-    /// try, request number), so a server that honours `seed` gives the same texts on a rerun.
+    /// A server samples `n` continuations from one seed, not one stream per row: the first
+    /// samples (streams below 2^32) are asked for together, and so are the spares
+    /// ([`crate::spare_stream`]), each request seeded by (seed, prompt, the group's first
+    /// stream, request number), so a server that honours `seed` gives the same texts on a rerun.
     fn sample(&mut self, streams: &[u64]) -> Result<Vec<Completion>, LmError> {
         let mut out: Vec<Option<Completion>> = vec![None; streams.len()];
-        let mut tries: Vec<u64> = streams.iter().map(|s| s >> 32).collect();
-        tries.sort_unstable();
-        tries.dedup();
-        for t in tries {
+        for spare in [false, true] {
             let rows: Vec<usize> = (0..streams.len())
-                .filter(|&i| streams[i] >> 32 == t)
+                .filter(|&i| (streams[i] >> 32 > 0) == spare)
                 .collect();
+            let Some(first) = rows.iter().map(|&i| streams[i]).min() else {
+                continue;
+            };
             let got = self.lm.request_samples(
                 &self.prompt,
                 self.prompt_index,
                 &self.req,
                 rows.len(),
-                t,
+                first,
             )?;
             for (i, c) in rows.into_iter().zip(got) {
                 out[i] = Some(c);

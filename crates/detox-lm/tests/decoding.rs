@@ -12,7 +12,7 @@ use detox_lm::decoding::{
 };
 use detox_lm::llama::Llama;
 use detox_lm::sampling::SamplingParams;
-use detox_lm::{generate, retry_stream, tail_nll};
+use detox_lm::{generate, spare_stream, tail_nll};
 
 fn model() -> Llama {
     Llama::load(&fixture("tiny-llama.gguf"), &Device::Cpu).unwrap()
@@ -67,7 +67,7 @@ fn no_method_samples_as_generate() {
 #[test]
 fn rows_sampled_again_depend_on_their_stream_alone() {
     // One prepared prompt serves the k samples and later batches of any streams (the
-    // test-time filter's retries): a row's text is its stream's, whatever it is batched with.
+    // test-time filter's spares): a row's text is its stream's, whatever it is batched with.
     let m = model();
     let p = PROMPTS[2];
     let f = WordFilter::from_sequences([vec![7], vec![9, 9]], "test", 1);
@@ -80,10 +80,10 @@ fn rows_sampled_again_depend_on_their_stream_alone() {
         all,
         generate_mitigated(&m, &methods, p, 6, 9, &[], &sp, 3).unwrap()
     );
-    let again = [retry_stream(1, 1), 4, retry_stream(3, 2)];
+    let again = [spare_stream(1), 4, spare_stream(0)];
     let mixed = prepared.sample(&again, 9, &[], &sp, 3).unwrap();
     assert_eq!(mixed[1], all[4]);
-    assert_ne!(mixed[0], all[1], "a retry stream is a fresh one");
+    assert_ne!(mixed[0], all[1], "a spare stream is a fresh one");
     for (i, &s) in again.iter().enumerate() {
         assert_eq!(prepared.sample(&[s], 9, &[], &sp, 3).unwrap()[0], mixed[i]);
     }

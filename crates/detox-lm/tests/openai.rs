@@ -9,7 +9,7 @@
 
 use detox_lm::openai::{OpenAiConfig, OpenAiLm};
 use detox_lm::sampling::SamplingParams;
-use detox_lm::{retry_stream, GenerationRequest, LanguageModel, LmError};
+use detox_lm::{spare_stream, GenerationRequest, LanguageModel, LmError};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -439,29 +439,37 @@ fn a_named_model_connects_without_asking_for_the_model_list() {
 }
 
 #[test]
-fn a_retry_of_some_rows_asks_for_them_together_with_a_seed_of_its_own() {
-    // The test-time filter samples rejected rows again: the rows of one try go in one request
-    // (n = their number), seeded apart from the first try and from each other try, and the
-    // same again on a rerun.
+fn spares_are_asked_for_together_with_a_seed_of_their_own() {
+    // The test-time filter's spares go in one request (n = their number), seeded apart from
+    // the first samples and from other batches of spares, and the same again on a rerun.
     let server = Server::start(vec![], 10);
     let lm = server.client(2, TIMEOUT, FAST);
     let req = request(5);
     let mut session = lm.open("hello", 3, &req).unwrap();
     assert_eq!(session.sample(&[0, 1, 2, 3, 4]).unwrap().len(), 5);
-    let retry = [retry_stream(1, 1), retry_stream(4, 1)];
-    assert_eq!(session.sample(&retry).unwrap().len(), 2);
-    let mixed = [retry_stream(0, 2), retry_stream(2, 3), retry_stream(3, 2)];
+    let spares = [spare_stream(0), spare_stream(1)];
+    assert_eq!(session.sample(&spares).unwrap().len(), 2);
+    let later = [spare_stream(2), spare_stream(3), spare_stream(4)];
+    assert_eq!(session.sample(&later).unwrap().len(), 3);
+    let mixed = [0, 1, spare_stream(5)];
     assert_eq!(session.sample(&mixed).unwrap().len(), 3);
-    let again = lm.open("hello", 3, &req).unwrap().sample(&retry).unwrap();
+    let again = lm.open("hello", 3, &req).unwrap().sample(&spares).unwrap();
     assert_eq!(again.len(), 2);
     let s = server.seen();
     let n: Vec<u64> = s.iter().map(|x| x.body["n"].as_u64().unwrap()).collect();
-    assert_eq!(n, [5, 2, 2, 1, 2], "one request per try, with its rows");
+    assert_eq!(n, [5, 2, 3, 2, 1, 2], "first samples and spares apart");
     let seeds: Vec<u64> = s.iter().map(|x| x.body["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds[0], seeds[3], "the first samples are seeded as before");
     assert_eq!(
-        seeds[1], seeds[4],
-        "the same try is seeded the same on a rerun"
+        seeds[1], seeds[5],
+        "the same spares are seeded the same on a rerun"
     );
-    let distinct: std::collections::BTreeSet<u64> = seeds[..4].iter().copied().collect();
-    assert_eq!(distinct.len(), 4, "tries 0, 1, 2 and 3 differ: {seeds:?}");
+    let distinct: std::collections::BTreeSet<u64> = [seeds[0], seeds[1], seeds[2], seeds[4]]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "each batch of spares has its own seed: {seeds:?}"
+    );
 }
