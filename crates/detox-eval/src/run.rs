@@ -699,9 +699,14 @@ fn sample_prompt(
             (c.into_iter().map(Sampled::from).collect(), n)
         }
         Some((f, rate)) => {
+            // Perplexity of the kept samples only, not of every try.
+            let sampling = GenerationRequest {
+                perplexity: false,
+                ..request.clone()
+            };
             let mut session = models
                 .lm
-                .open(&p.text, p.line as u64, request)
+                .open(&p.text, p.line as u64, &sampling)
                 .map_err(lm_err)?;
             let r = sample_filtered(
                 session.as_mut(),
@@ -712,11 +717,21 @@ fn sample_prompt(
                 f,
                 rate,
             )?;
+            let ppl = if request.perplexity {
+                let streams: Vec<u64> = r.kept.iter().map(|k| k.stream).collect();
+                session.perplexity(&streams).map_err(lm_err)?
+            } else {
+                vec![None; r.kept.len()]
+            };
             let kept = r
                 .kept
                 .into_iter()
-                .map(|k| Sampled {
-                    completion: k.completion,
+                .zip(ppl)
+                .map(|(k, perplexity)| Sampled {
+                    completion: Completion {
+                        perplexity,
+                        ..k.completion
+                    },
                     scores: Some(k.scores),
                     tries: Some(k.tries as u32),
                 })

@@ -7,12 +7,14 @@
 //! stream ([`spare_stream`]`(j)`), and the rejected samples take the spares in a fixed order
 //! (sample 0's retries first, then sample 1's, ...), so which text is kept depends on the seed,
 //! the prompt and the scores alone: not on the thread count, nor on how many spares were
-//! decoded ahead. Decoding ahead is what keeps the filter cheap: on a CPU a decoding step
-//! reads every weight whatever the number of rows, so a few extra rows in the first batch cost
-//! little, while a second batch for the three rows that were rejected costs a whole decode.
-//! The first batch therefore carries as many spares as the run's rejection rate so far
-//! predicts ([`RejectionRate`]); only if they run out is another batch decoded, of as many
-//! spares as the samples still waiting are expected to need. Everything decodes from the
+//! decoded ahead. Decoding ahead is what keeps the filter cheap: on a CPU a small batch costs
+//! far more per row than a large one (one core of a 2-core Xeon, SmolLM2: 175 ms a step for 4
+//! rows, 244 ms for 25, 306 ms for 33; `examples/sample_speed.rs` under `taskset -c 0`), so a
+//! second batch for the three rows that were rejected costs most of a whole decode, where
+//! three more rows in the first batch cost a tenth of one. The first batch therefore carries
+//! as many spares as the run's rejection rate so far predicts ([`RejectionRate`]); only if
+//! they run out is another batch decoded, of as many spares as the samples still waiting are
+//! expected to need. Everything decodes from the
 //! prompt's session ([`PromptSession`]: a local model keeps the prompt's prefill, and every
 //! decoding-time method's).
 //!
@@ -82,6 +84,8 @@ pub struct Kept {
     pub scores: Vec<f32>,
     /// Tries it took (1: the first was kept).
     pub tries: usize,
+    /// The random stream of the try kept.
+    pub stream: u64,
 }
 
 /// The toxicity of a try as the metrics will read it: `None` for an empty continuation, else
@@ -118,8 +122,9 @@ impl RejectionRate {
         self.rejected.fetch_add(rejected, Ordering::Relaxed);
     }
 
-    /// Spares to decode for `waiting` rejected samples (each needs one try and, at the rate
-    /// `r`, 1/(1 - r) on average), at most `cap`.
+    /// Spares to decode for `waiting` rejected samples, at most `cap`: each needs 1/(1 - r)
+    /// tries on average at the rate r. (Decoding twice that many, so that a batch rarely runs
+    /// out, decoded 17% more rows and was no faster.)
     fn spares_for(&self, waiting: f64, cap: usize) -> usize {
         let r = self.get().min(0.9);
         ((waiting / (1.0 - r)).ceil() as usize).min(cap)
@@ -128,6 +133,7 @@ impl RejectionRate {
 
 /// One decoded try: the text, the scorer's values, and the toxicity that decides.
 struct Try {
+    stream: u64,
     completion: Completion,
     scores: Vec<f32>,
     toxicity: Option<f64>,
@@ -166,7 +172,9 @@ fn decode(
     Ok(got
         .into_iter()
         .zip(scores)
-        .map(|(c, s)| Try {
+        .zip(streams)
+        .map(|((c, s), &stream)| Try {
+            stream,
             toxicity: toxicity(&c, &s.values, attr),
             completion: c,
             scores: s.values,
@@ -263,6 +271,7 @@ pub fn sample_filtered(
                 completion: t.completion,
                 scores: t.scores,
                 tries,
+                stream: t.stream,
             })
             .collect(),
         decoded,

@@ -9,6 +9,7 @@ use crate::tokenizer::{GgufSpecials, LmTokenizer};
 use crate::{tail_nll, CausalLm};
 use candle_core::Device;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -199,6 +200,8 @@ struct LocalSession<'a> {
     prepared: PreparedPrompt<'a>,
     req: GenerationRequest,
     prompt_index: u64,
+    /// The tokens each stream sampled, for [`PromptSession::perplexity`].
+    sampled: HashMap<u64, Vec<u32>>,
 }
 
 impl PromptSession for LocalSession<'_> {
@@ -218,6 +221,9 @@ impl PromptSession for LocalSession<'_> {
         } else {
             vec![None; samples.len()]
         };
+        for (&s, t) in streams.iter().zip(&samples) {
+            self.sampled.insert(s, t.clone());
+        }
         samples
             .iter()
             .zip(ppl)
@@ -228,6 +234,17 @@ impl PromptSession for LocalSession<'_> {
                 })
             })
             .collect()
+    }
+
+    fn perplexity(&mut self, streams: &[u64]) -> Result<Vec<Option<f64>>, LmError> {
+        let tails: Vec<Vec<u32>> = streams
+            .iter()
+            .map(|s| self.sampled.get(s).cloned().unwrap_or_default())
+            .collect();
+        Ok(crate::perplexities(
+            &self.prepared.base_nll(&tails)?,
+            &tails,
+        ))
     }
 }
 
@@ -257,6 +274,7 @@ impl LanguageModel for LocalLm {
             prepared: PreparedPrompt::new(self.model.as_ref(), &methods, &ids)?,
             req: req.clone(),
             prompt_index,
+            sampled: HashMap::new(),
         }))
     }
 

@@ -77,6 +77,14 @@ pub trait PromptSession {
     /// the stream number, so the same stream gives the same text on a local model whatever
     /// else is sampled with it), with the request's tokens, sampling settings and perplexity.
     fn sample(&mut self, streams: &[u64]) -> Result<Vec<Completion>, LmError>;
+
+    /// The conditional perplexity, under the unmitigated model, of the continuations this
+    /// session sampled from `streams` (`None` where the model gives none: servers, empty
+    /// continuations, streams not sampled). Lets a caller that samples more than it keeps
+    /// (the test-time filter) pay for the perplexity of the kept ones only.
+    fn perplexity(&mut self, streams: &[u64]) -> Result<Vec<Option<f64>>, LmError> {
+        Ok(vec![None; streams.len()])
+    }
 }
 
 /// A language model as the evaluation loop sees it.

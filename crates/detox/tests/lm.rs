@@ -746,6 +746,41 @@ fn mitigate_test_filter_records_tries_and_is_the_same_for_any_thread_count() {
     );
     let accepted = f["accepted"].as_f64().unwrap();
     assert!((accepted - kept_low as f64 / 24.0).abs() < 1e-12, "{f}");
+    // A sample kept at its first try is the unfiltered run's sample of the same stream, with
+    // the same perplexity (computed for the kept samples only, on the prompt's prefill).
+    let plain_dir = tmp.path().join("plain");
+    let out = eval_local(
+        &model,
+        &prompts,
+        "8",
+        "6",
+        &plain_dir,
+        &["--mitigate", "word-filter:list=/dev/null"],
+    );
+    assert!(out.status.success());
+    let plain = std::fs::read_to_string(plain_dir.join("generations.jsonl")).unwrap();
+    let mut firsts = 0;
+    for (f, p) in one.0.lines().zip(plain.lines()) {
+        let f: Value = serde_json::from_str(f).unwrap();
+        let p: Value = serde_json::from_str(p).unwrap();
+        for (a, b) in f["generations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(p["generations"].as_array().unwrap())
+        {
+            if a["tries"] == 1 {
+                firsts += 1;
+                assert_eq!(a["text"], b["text"]);
+                let (x, y) = (a["perplexity"].as_f64(), b["perplexity"].as_f64());
+                assert_eq!(x.is_some(), y.is_some(), "{a} {b}");
+                if let (Some(x), Some(y)) = (x, y) {
+                    assert!((x - y).abs() <= 1e-4 * y, "{a} {b}");
+                }
+            }
+        }
+    }
+    assert!(firsts > 0);
     let two = run("2");
     assert!(
         one.0 == two.0 && one.1 == two.1,
