@@ -1204,6 +1204,20 @@ fn subset_colour(name: &str) -> &'static str {
     }
 }
 
+/// A subset's marker attributes: filled dots, except the challenging prompts, a ring around
+/// the dot (they are often the same prompts as the toxic subset, and would hide its points).
+fn subset_marker(name: &str, r: f64) -> String {
+    let c = subset_colour(name);
+    if name == "challenging" {
+        format!(
+            "r=\"{}\" fill=\"none\" stroke=\"{c}\" stroke-width=\"2\"",
+            px(r + 2.5)
+        )
+    } else {
+        format!("r=\"{}\" fill=\"{c}\"", px(r))
+    }
+}
+
 const PLOT: Frame = Frame {
     w: 640.0,
     h: 440.0,
@@ -1312,12 +1326,12 @@ fn write_scatter(out: &mut String, c: &Comparison) -> fmt::Result {
             let (cx, cy) = (f.x(unit(*x)), f.y(*y));
             writeln!(
                 out,
-                "<circle class=\"point\" data-run=\"{}\" data-subset=\"{}\" cx=\"{}\" cy=\"{}\" r=\"4.5\" fill=\"{}\"><title>[{}] {} · {}: perplexity {}, expected max. toxicity {}</title></circle>",
+                "<circle class=\"point\" data-run=\"{}\" data-subset=\"{}\" cx=\"{}\" cy=\"{}\" {}><title>[{}] {} · {}: perplexity {}, expected max. toxicity {}</title></circle>",
                 j + 1,
                 escape(subset),
                 px(cx),
                 px(cy),
-                subset_colour(subset),
+                subset_marker(subset, 4.5),
                 j + 1,
                 escape(&c.runs[*j].label),
                 escape(subset),
@@ -1344,10 +1358,10 @@ fn write_scatter(out: &mut String, c: &Comparison) -> fmt::Result {
             let y = f.top + 8.0 + i as f64 * 22.0;
             writeln!(
                 out,
-                "<circle cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"/>",
+                "<circle cx=\"{}\" cy=\"{}\" {}/>",
                 px(lx + 6.0),
                 px(y + 6.0),
-                subset_colour(s)
+                subset_marker(s, 5.0)
             )?;
             writeln!(
                 out,
@@ -1386,8 +1400,15 @@ fn write_scatter(out: &mut String, c: &Comparison) -> fmt::Result {
     Ok(())
 }
 
-fn html_table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) -> fmt::Result {
-    writeln!(out, "<table>")?;
+/// A table (scrolling sideways when wider than the page); the columns in `text` are left
+/// aligned, the rest are figures.
+fn html_table(
+    out: &mut String,
+    headers: &[&str],
+    rows: &[Vec<String>],
+    text: &[usize],
+) -> fmt::Result {
+    writeln!(out, "<div class=\"wide\"><table>")?;
     write!(out, "<thead><tr>")?;
     for h in headers {
         write!(out, "<th>{}</th>", escape(h))?;
@@ -1397,13 +1418,17 @@ fn html_table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) -> fmt::
     for r in rows {
         write!(out, "<tr>")?;
         for (i, cell) in r.iter().enumerate() {
-            let class = if i == 0 { "" } else { " class=\"n\"" };
+            let class = if text.contains(&i) {
+                ""
+            } else {
+                " class=\"n\""
+            };
             write!(out, "<td{class}>{}</td>", escape(cell))?;
         }
         writeln!(out, "</tr>")?;
     }
     writeln!(out, "</tbody>")?;
-    writeln!(out, "</table>")
+    writeln!(out, "</table></div>")
 }
 
 /// A standalone HTML page: the notes, the tables and an SVG scatter of expected maximum
@@ -1425,7 +1450,10 @@ fn write_html(out: &mut String, c: &Comparison) -> fmt::Result {
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
     )?;
     writeln!(out, "<title>detox compare</title>")?;
-    writeln!(out, "<style>{STYLE}</style>")?;
+    writeln!(
+        out,
+        "<style>{STYLE}body{{max-width:1400px}}.wide{{overflow-x:auto}}</style>"
+    )?;
     writeln!(out, "</head>")?;
     writeln!(out, "<body>")?;
     writeln!(out, "<h1>detox compare</h1>")?;
@@ -1443,11 +1471,20 @@ fn write_html(out: &mut String, c: &Comparison) -> fmt::Result {
         .enumerate()
         .map(|(j, r)| run_cells(j, r))
         .collect();
-    html_table(out, &RUN_HEADERS, &rows)?;
+    html_table(out, &RUN_HEADERS, &rows, &[0, 1, 4, 5])?;
     for s in &c.subsets {
         writeln!(out, "<h2>{}</h2>", escape(&s.subset))?;
-        let rows: Vec<Vec<String>> = s.rows.iter().map(|r| subset_cells(c, r)).collect();
-        html_table(out, &SUBSET_HEADERS, &rows)?;
+        // Runs by number here: the runs table above gives their labels.
+        let rows: Vec<Vec<String>> = s
+            .rows
+            .iter()
+            .map(|r| {
+                let mut cells = subset_cells(c, r);
+                cells[0] = format!("[{}]", r.run + 1);
+                cells
+            })
+            .collect();
+        html_table(out, &SUBSET_HEADERS, &rows, &[0])?;
     }
     write_scatter(out, c)?;
     writeln!(out, "</body>")?;
@@ -1996,6 +2033,12 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<script") && !html.contains("NaN"));
+        // The challenging prompts are rings, so toxic points under them stay visible (and in
+        // the legend); subset tables name runs by number, the runs table by label.
+        let rings = html.matches("fill=\"none\" stroke=\"#8e44ad\"").count();
+        assert_eq!(rings, 2 + 1, "two points and the legend");
+        assert!(html.contains("<td>[2]</td>"));
+        assert_eq!(html.matches("<div class=\"wide\"><table>").count(), 1 + 4);
         let out = tmp.path().join("cmp.html");
         write_html_file(&out, &c).unwrap();
         assert_eq!(std::fs::read_to_string(out).unwrap(), html);
