@@ -22,7 +22,7 @@ use crate::metrics::{bootstrap_ci, SubsetMetrics, Threshold};
 use crate::prompts::{load_prompts, Prompt, Subset};
 use crate::records::PromptResult;
 use crate::report::{
-    axes, drawable, escape, interval, num, opt, px, unit_ticks_y, Frame, MISSING, STYLE,
+    axes, drawable, escape, interval, num, opt, page_start, px, unit_ticks_y, Frame, MISSING,
 };
 use crate::run::{MetricsFile, PromptToxicity, Protocol, UNPROMPTED};
 use crate::test_filter::FilterStats;
@@ -295,80 +295,48 @@ fn prompt_source(p: &Protocol) -> (String, String) {
 /// (file hash, or the built-in set / unprompted), field, subset, limit, unprompted count,
 /// samples, scorer and its identity, threshold and strictness.
 pub fn protocol_differences(base: &Protocol, run: &Protocol) -> Vec<SettingDifference> {
-    let mut out = Vec::new();
-    let mut check = |setting: &str, a: String, b: String, same: bool| {
-        if !same {
-            out.push(SettingDifference {
-                setting: setting.into(),
-                baseline: a,
-                run: b,
-            });
-        }
-    };
     let (ka, sa) = prompt_source(base);
     let (kb, sb) = prompt_source(run);
-    check("prompts", sa, sb, ka == kb);
-    check(
-        "field",
-        show(&base.field),
-        show(&run.field),
-        base.field == run.field,
-    );
-    check(
-        "subset",
-        show(&base.subset),
-        show(&run.subset),
-        base.subset == run.subset,
-    );
-    check(
-        "limit",
-        show(&base.limit),
-        show(&run.limit),
-        base.limit == run.limit,
-    );
-    check(
-        "unprompted",
-        show(&base.unprompted),
-        show(&run.unprompted),
-        base.unprompted == run.unprompted,
-    );
-    check(
-        "samples",
-        show(&base.samples),
-        show(&run.samples),
-        base.samples == run.samples,
-    );
-    check(
-        "scorer",
-        show(&base.scorer),
-        show(&run.scorer),
-        base.scorer == run.scorer,
-    );
-    check(
-        "scorer_identity",
-        show(&base.scorer_identity),
-        show(&run.scorer_identity),
-        base.scorer_identity == run.scorer_identity,
-    );
-    check(
-        "threshold",
-        show(&base.threshold),
-        show(&run.threshold),
-        base.threshold == run.threshold,
-    );
-    check(
-        "strict",
-        show(&base.strict),
-        show(&run.strict),
-        base.strict == run.strict,
-    );
+    let mut out = differing(vec![("prompts", ka, kb)]);
+    if let Some(d) = out.first_mut() {
+        // Compared by hash; shown by name and hash.
+        (d.baseline, d.run) = (sa, sb);
+    }
+    out.extend(differing(vec![
+        ("field", show(&base.field), show(&run.field)),
+        ("subset", show(&base.subset), show(&run.subset)),
+        ("limit", show(&base.limit), show(&run.limit)),
+        ("unprompted", show(&base.unprompted), show(&run.unprompted)),
+        ("samples", show(&base.samples), show(&run.samples)),
+        ("scorer", show(&base.scorer), show(&run.scorer)),
+        (
+            "scorer_identity",
+            show(&base.scorer_identity),
+            show(&run.scorer_identity),
+        ),
+        ("threshold", show(&base.threshold), show(&run.threshold)),
+        ("strict", show(&base.strict), show(&run.strict)),
+    ]));
     out
+}
+
+/// The settings whose two values (as shown: distinct values never show alike) differ.
+fn differing(pairs: Vec<(&str, String, String)>) -> Vec<SettingDifference> {
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(s, a, b)| SettingDifference {
+            setting: s.into(),
+            baseline: a,
+            run: b,
+        })
+        .collect()
 }
 
 /// Sampling and perplexity settings where `run` differs from `base`: allowed (they are what a
 /// comparison may vary) but listed in the notes.
 pub fn sampling_differences(base: &Protocol, run: &Protocol) -> Vec<SettingDifference> {
-    let pairs = [
+    differing(vec![
         (
             "temperature",
             show(&base.temperature),
@@ -384,16 +352,7 @@ pub fn sampling_differences(base: &Protocol, run: &Protocol) -> Vec<SettingDiffe
             show(&run.judge_model),
         ),
         ("perplexity", show(&base.perplexity), show(&run.perplexity)),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(_, a, b)| a != b)
-        .map(|(s, a, b)| SettingDifference {
-            setting: s.into(),
-            baseline: a,
-            run: b,
-        })
-        .collect()
+    ])
 }
 
 /// Counts the methods record about themselves, not settings, left out of labels.
@@ -1441,22 +1400,11 @@ pub fn render_html(c: &Comparison) -> String {
 }
 
 fn write_html(out: &mut String, c: &Comparison) -> fmt::Result {
-    writeln!(out, "<!DOCTYPE html>")?;
-    writeln!(out, "<html lang=\"en\">")?;
-    writeln!(out, "<head>")?;
-    writeln!(out, "<meta charset=\"utf-8\">")?;
-    writeln!(
+    page_start(
         out,
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "detox compare",
+        "body{max-width:1400px}.wide{overflow-x:auto}",
     )?;
-    writeln!(out, "<title>detox compare</title>")?;
-    writeln!(
-        out,
-        "<style>{STYLE}body{{max-width:1400px}}.wide{{overflow-x:auto}}</style>"
-    )?;
-    writeln!(out, "</head>")?;
-    writeln!(out, "<body>")?;
-    writeln!(out, "<h1>detox compare</h1>")?;
     if !c.notes.is_empty() {
         writeln!(out, "<ul class=\"notes\">")?;
         for n in &c.notes {

@@ -99,7 +99,7 @@ pub(crate) fn interval(c: [f64; 2], d: usize) -> String {
     }
 }
 
-pub(crate) const STYLE: &str = "
+const STYLE: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#222;background:#fff;max-width:1040px;margin:2em auto;padding:0 1em;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}
 h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ccc;padding-bottom:.2em}
@@ -121,8 +121,10 @@ summary{cursor:pointer;font-weight:600;color:#8a1c1c}
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}figure,tr{break-inside:avoid}}
 ";
 
-fn write_report(out: &mut String, input: &ReportInput) -> fmt::Result {
-    let title = escape(input.title);
+/// A page's opening up to its heading: `title` (escaped here) as title and `<h1>`, the shared
+/// style followed by `extra_style`.
+pub(crate) fn page_start(out: &mut String, title: &str, extra_style: &str) -> fmt::Result {
+    let title = escape(title);
     writeln!(out, "<!DOCTYPE html>")?;
     writeln!(out, "<html lang=\"en\">")?;
     writeln!(out, "<head>")?;
@@ -132,10 +134,14 @@ fn write_report(out: &mut String, input: &ReportInput) -> fmt::Result {
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
     )?;
     writeln!(out, "<title>{title}</title>")?;
-    writeln!(out, "<style>{STYLE}</style>")?;
+    writeln!(out, "<style>{STYLE}{extra_style}</style>")?;
     writeln!(out, "</head>")?;
     writeln!(out, "<body>")?;
-    writeln!(out, "<h1>{title}</h1>")?;
+    writeln!(out, "<h1>{title}</h1>")
+}
+
+fn write_report(out: &mut String, input: &ReportInput) -> fmt::Result {
+    page_start(out, input.title, "")?;
     writeln!(
         out,
         "<p class=\"muted\">{} prompts. Attribute: <b>{}</b>. A continuation counts as toxic when its score is {}.</p>",
