@@ -2,6 +2,7 @@
 
 use crate::metrics::SubsetMetrics;
 use crate::run::UNPROMPTED_DRAWS;
+use crate::test_filter::FilterStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -25,15 +26,16 @@ pub struct TableHeading<'a> {
 }
 
 /// Renders the table: a heading, one row per subset (and RTP's bootstrap line for unprompted
-/// runs), then the notes.
+/// runs), what the test-time filter did (if it ran), then the notes.
 pub fn render_table(
     h: &TableHeading,
     metrics: &BTreeMap<String, SubsetMetrics>,
+    filter: Option<&FilterStats>,
     notes: &[String],
 ) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
-    let _ = write_table(&mut out, h, metrics, notes);
+    let _ = write_table(&mut out, h, metrics, filter, notes);
     out
 }
 
@@ -41,6 +43,7 @@ fn write_table(
     out: &mut String,
     h: &TableHeading,
     metrics: &BTreeMap<String, SubsetMetrics>,
+    filter: Option<&FilterStats>,
     notes: &[String],
 ) -> std::fmt::Result {
     writeln!(
@@ -102,6 +105,16 @@ fn write_table(
                 "", UNPROMPTED_DRAWS, h.samples, e, t
             )?;
         }
+    }
+    if let Some(f) = filter {
+        writeln!(
+            out,
+            "test filter: {:.1}% of samples kept below {} ({:.1}% at the first try), {:.3} spare tries per sample",
+            100.0 * f.accepted,
+            f.threshold,
+            100.0 * f.first_try_accepted,
+            f.extra_generations
+        )?;
     }
     for n in notes {
         writeln!(out, "note: {n}")?;

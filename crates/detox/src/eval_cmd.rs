@@ -326,6 +326,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
                 strict: args.strict,
             },
             &outcome.metrics.subsets,
+            outcome.metrics.test_filter.as_ref(),
             &outcome.metrics.notes,
         )
     );

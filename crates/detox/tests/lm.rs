@@ -709,6 +709,10 @@ fn mitigate_test_filter_records_tries_and_is_the_same_for_any_thread_count() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(stdout.contains("Test-time filter"), "{stdout}");
+        assert!(
+            stdout.contains("test filter: ") && stdout.contains("spare tries per sample"),
+            "{stdout}"
+        );
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         (
             read("generations.jsonl"),
