@@ -18,6 +18,7 @@ pub mod gpt2;
 pub mod llama;
 pub mod load;
 pub mod local;
+pub mod loss;
 pub mod model;
 pub mod openai;
 pub mod sampling;

@@ -4,6 +4,7 @@
 use crate::decoding::{Mitigation, MitigationSpec, PreparedPrompt};
 use crate::gpt2::Gpt2;
 use crate::llama::{Llama, WeightMode};
+use crate::loss::{text_losses, TextLoss};
 use crate::model::{Completion, GenerationRequest, LanguageModel, LmError, PromptSession};
 use crate::tokenizer::{GgufSpecials, LmTokenizer};
 use crate::{tail_nll, CausalLm};
@@ -276,6 +277,15 @@ impl LanguageModel for LocalLm {
             prompt_index,
             sampled: HashMap::new(),
         }))
+    }
+
+    fn losses(&self, texts: &[&str], mitigated: bool) -> Result<Vec<TextLoss>, LmError> {
+        let methods: Vec<&dyn Mitigation> = if mitigated {
+            self.mitigations.iter().map(|m| m.as_ref()).collect()
+        } else {
+            Vec::new()
+        };
+        text_losses(self.model.as_ref(), &self.tok, &methods, texts)
     }
 
     fn perplexity(

@@ -125,6 +125,19 @@ pub trait LanguageModel: Send + Sync {
         1
     }
 
+    /// The loss of each of `texts` as a whole text after BOS ([`crate::loss`]), under the
+    /// distribution the model samples from (`mitigated`: with its decoding-time methods) or
+    /// under the model alone. Servers give no log-likelihoods.
+    fn losses(
+        &self,
+        _texts: &[&str],
+        _mitigated: bool,
+    ) -> Result<Vec<crate::loss::TextLoss>, LmError> {
+        Err(LmError::Unsupported(
+            "a completions server gives no log-likelihoods; use a local model (a GGUF file or a GPT-2 folder)".into(),
+        ))
+    }
+
     /// The conditional perplexity of each continuation after `prompt` under this model, as
     /// DExperts computes it with its judge (GPT-2 XL): on this model's tokenization of
     /// `prompt + continuation`, `exp((NLL(full) - NLL(prompt)) / (|full| - |prompt|))`.
