@@ -43,7 +43,12 @@ fn readme_examples() {
     }
     // predict(u"af af af".split()) -> [8.42944382e-01, 1.32149345e-01, 1.11905398e-04, 2.47943681e-02]
     let p = m.infer("af af af").unwrap();
-    let want = [8.42944382e-01, 1.32149345e-01, 1.11905398e-04, 2.47943681e-02];
+    let want = [
+        8.42944382e-01,
+        1.32149345e-01,
+        1.11905398e-04,
+        2.47943681e-02,
+    ];
     for k in 0..4 {
         assert_eq!(sig(p[k], 9), want[k], "af af af: {p:?}");
     }
@@ -65,7 +70,12 @@ fn fixture_matches_authors_tokenizer_and_python_inference() {
             .iter()
             .map(|t| t.as_str().unwrap())
             .collect();
-        assert_eq!(tokenize_raw_tweet(text), want_tokens, "line {}: {text}", i + 1);
+        assert_eq!(
+            tokenize_raw_tweet(text),
+            want_tokens,
+            "line {}: {text}",
+            i + 1
+        );
         let got = m.infer(text);
         match (&v["dialect"], got) {
             (Value::Null, None) => declined += 1,
