@@ -374,6 +374,8 @@ mod tests {
         let r = m.infer_tokens(&["FOO", "x", "y", "z"]);
         assert_eq!((r.tokens, r.known), (4, 1));
         assert!(r.proportions.is_some(), "1 of 4 = 25% is enough");
+        let r = m.infer_tokens(&["foo", "a", "b", "c", "d"]);
+        assert!(r.proportions.is_some(), "1 of 5 = 20% exactly is enough");
         let r = m.infer_tokens(&["foo", "a", "b", "c", "d", "e"]);
         assert_eq!(r.proportions, None, "1 of 6 < 20%");
         let r = m.infer_tokens(&["OOV", "oov"]);
