@@ -365,6 +365,16 @@ mod tests {
         assert_eq!(toks("o.O what"), ["o.O", "what"]);
         assert_eq!(toks("^_^ nice"), ["^_^", "nice"]);
         assert_eq!(toks("love <3 u"), ["love", "<3", "u"]);
+        // Attached to words, emoticons are cut off whole (expected tokens from the authors'
+        // twokenize.py).
+        assert_eq!(
+            toks("haha:) ok:( yes!!!:D love<3 wait:-P"),
+            ["haha", ":)", "ok", ":(", "yes", "!!!", ":D", "love", "<3", "wait", ":-P"]
+        );
+        assert_eq!(
+            toks("lol;) bye:P hey=]"),
+            ["lol", ";)", "bye", ":P", "hey", "=]"]
+        );
     }
 
     #[test]
@@ -393,6 +403,23 @@ mod tests {
             ["at", "12:30", "I", "paid", "$5.99", "for", "1,000", "U.S.", "things"]
         );
         assert_eq!(toks("Mr. Smith"), ["Mr.", "Smith"]);
+        assert_eq!(
+            toks("cost:$5.99! it was 1,000,000people at12:30"),
+            [
+                "cost",
+                ":",
+                "$5.99",
+                "!",
+                "it",
+                "was",
+                "1,000,000",
+                "people",
+                "at",
+                "12:30"
+            ]
+        );
+        assert_eq!(toks("pay $3.50."), ["pay", "$3.50", "."]);
+        assert_eq!(toks("v2.0.1 rocks"), ["v", "2.0.1", "rocks"]);
         assert_eq!(toks("me@example.com wrote"), ["me@example.com", "wrote"]);
     }
 
