@@ -1,10 +1,12 @@
 //! `detox`: measure and reduce the toxicity of language models.
 //!
 //! The binary only parses arguments and wires the library crates together:
-//! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores.
+//! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores,
+//! `detox-dialect` infers dialect proportions.
 
 mod choices;
 mod compare_cmd;
+mod dialect_cmd;
 mod eval_cmd;
 mod models_cmd;
 mod score_cmd;
@@ -45,6 +47,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Compare finished eval runs: figures side by side, paired differences from the first run.
     Compare(compare_cmd::CompareArgs),
+    /// Dialect proportions (TwitterAAE: African-American, Hispanic, Asian, White English) per text.
+    Dialect(dialect_cmd::DialectArgs),
     /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
     Serve(serve_cmd::ServeArgs),
 }
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::run(args, cli.offline),
         Command::Eval(args) => eval_cmd::run(args, cli.offline),
         Command::Compare(args) => compare_cmd::run(args),
+        Command::Dialect(args) => dialect_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -61,7 +61,8 @@ pub struct ScoreArgs {
     pub allow_errors: bool,
 }
 
-enum Sink {
+/// Where JSONL output goes: stdout, or a file written atomically.
+pub(crate) enum Sink {
     Stdout(BufWriter<std::io::Stdout>),
     File(AtomicFile),
 }
@@ -83,14 +84,14 @@ impl Write for Sink {
 }
 
 impl Sink {
-    fn open(output: Option<&Path>) -> Result<Self> {
+    pub(crate) fn open(output: Option<&Path>) -> Result<Self> {
         Ok(match output {
             None => Sink::Stdout(BufWriter::new(std::io::stdout())),
             Some(dest) => Sink::File(AtomicFile::create(dest)?),
         })
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         match self {
             Sink::Stdout(mut w) => {
                 w.flush()?;

@@ -60,6 +60,7 @@ fn help_of_every_command() {
         &["eval"],
         &["compare"],
         &["serve"],
+        &["dialect"],
     ];
     let _g = settings().bind_to_scope();
     for c in commands {
@@ -125,6 +126,10 @@ fn messages_of_bad_input() {
             &["score", "--format", "xml", "rows.csv"],
         ),
         ("bad_weights_value", &["eval", "--weights", "f16"]),
+        (
+            "dialect_without_model",
+            &["dialect", "rows.csv", "--field", "comment"],
+        ),
         (
             "eval_zero_samples",
             &["eval", "--samples", "0", "--scorer", "fast"],
