@@ -9,7 +9,9 @@
 #
 # Every run is a resumable run folder: run the script again after an interruption and it goes
 # on where it stopped (finished runs are not redone). DExperts needs expert models of SmolLM2's
-# vocabulary (`detox finetune`, to come): it is measured on the tiny fixtures by the tests only.
+# vocabulary (`detox finetune`, to come); until then its cost alone is measured, with SmolLM2
+# itself as expert and anti-expert (experts of the base's size, as the cost goal says; the
+# steering then cancels, so its toxicity figures mean nothing).
 set -euo pipefail
 N=${1:-100}
 OUT=${2:-target/bench-mitigation}
@@ -39,7 +41,9 @@ run word-filter --mitigate "word-filter:list=$words"
 run test-filter --mitigate "test-filter"
 run self-debias --mitigate "self-debias"
 run combined --mitigate "word-filter:list=$words,self-debias,test-filter"
-dirs=("$OUT/baseline" "$OUT/word-filter" "$OUT/test-filter" "$OUT/self-debias" "$OUT/combined")
+smol=$("$DETOX" models path smollm2)
+run dexperts-cost --mitigate "dexperts:expert=$smol,anti=$smol"
+dirs=("$OUT/baseline" "$OUT/word-filter" "$OUT/test-filter" "$OUT/self-debias" "$OUT/combined" "$OUT/dexperts-cost")
 "$DETOX" compare "${dirs[@]}" --html "$OUT/compare.html"
 "$DETOX" compare "${dirs[@]}" --format md > "$OUT/compare.md"
 echo "tables: $OUT/compare.md, plot: $OUT/compare.html" >&2
