@@ -20,7 +20,7 @@ pub mod report;
 pub mod run;
 
 pub use report::AuditReport;
-pub use run::{audit, AuditData, AuditOptions, AuditPlan, TrainedTerms};
+pub use run::{audit, write_reports, AuditData, AuditOptions, AuditPlan, TrainedTerms};
 
 use std::path::PathBuf;
 
@@ -67,6 +67,9 @@ pub enum AuditError {
     /// The scorer broke its contract.
     #[error("the scorer {0}")]
     Scorer(String),
+    /// The arguments do not fit the data.
+    #[error("{0}")]
+    Usage(String),
     /// An output could not be written.
     #[error("{0}")]
     Output(String),

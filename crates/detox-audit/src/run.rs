@@ -61,6 +61,61 @@ pub enum AuditData {
     File(FileSpec),
 }
 
+impl AuditData {
+    /// What `--data PATH` means: a folder is audited with Dixon's templates and
+    /// HolisticBias; a file is a user's labelled file, whose `label` and `group` fields must
+    /// then be named (an error says so).
+    pub fn from_path(
+        path: &Path,
+        field: &str,
+        label: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Self, AuditError> {
+        if path.is_dir() {
+            if label.is_some() || group.is_some() {
+                return Err(AuditError::Usage(format!(
+                    "{} is a folder (Dixon's templates and HolisticBias); --label and --group apply to a labelled file given as --data FILE",
+                    path.display()
+                )));
+            }
+            return Ok(Self::Folder(path.to_path_buf()));
+        }
+        if !path.exists() {
+            return Err(AuditError::Missing(path.to_path_buf()));
+        }
+        match (label, group) {
+            (Some(l), Some(g)) => Ok(Self::File(FileSpec {
+                path: path.to_path_buf(),
+                field: field.to_string(),
+                label: l.to_string(),
+                group: g.to_string(),
+            })),
+            _ => Err(AuditError::Usage(format!(
+                "{} is a file: name its label field with --label and its group field with --group (and its text field with --field, default `text`)",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// Writes `audit.json` and `audit.html` into `dir` (created if needed; each file written
+/// atomically), returning their paths.
+pub fn write_reports(report: &AuditReport, dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| AuditError::Output(format!("{}: {e}", dir.display())))?;
+    let json =
+        serde_json::to_string_pretty(report).map_err(|e| AuditError::Output(e.to_string()))?;
+    let files = [
+        (dir.join("audit.json"), json + "\n"),
+        (dir.join("audit.html"), crate::render::html(report)),
+    ];
+    for (p, text) in &files {
+        detox_io::files::write_atomic(p, text.as_bytes())
+            .map_err(|e| AuditError::Output(e.to_string()))?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
 /// Everything a run needs besides the scorer.
 #[derive(Debug, Clone)]
 pub struct AuditPlan {

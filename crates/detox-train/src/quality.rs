@@ -461,6 +461,20 @@ fn identity_terms(data: &Path) -> Result<Vec<String>, TrainError> {
 
 use detox_audit::data::term_of;
 
+/// The audit terms the built-in scorers' training data names (their identity
+/// counter-examples, [`crate::identity::TERMS`]), for `detox audit scorer`'s split of in-sample
+/// and out-of-sample terms.
+pub fn builtin_trained_terms() -> detox_audit::TrainedTerms {
+    detox_audit::TrainedTerms {
+        source: "detox_train::identity::TERMS (the built-in scorers' identity counter-examples)"
+            .into(),
+        terms: crate::identity::TERMS
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    }
+}
+
 /// Whether the identity counter-examples name `term` (an audit term, lower case).
 pub fn counterexamples_name(term: &str) -> bool {
     crate::identity::TERMS.contains(&term)

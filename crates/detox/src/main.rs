@@ -3,6 +3,7 @@
 //! The binary only parses arguments and wires the library crates together:
 //! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores.
 
+mod audit_cmd;
 mod choices;
 mod compare_cmd;
 mod eval_cmd;
@@ -45,6 +46,9 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Compare finished eval runs: figures side by side, paired differences from the first run.
     Compare(compare_cmd::CompareArgs),
+    /// Bias audits: `audit scorer` measures a scorer's identity-term bias.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
     Serve(serve_cmd::ServeArgs),
 }
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::run(args, cli.offline),
         Command::Eval(args) => eval_cmd::run(args, cli.offline),
         Command::Compare(args) => compare_cmd::run(args),
+        Command::Audit(cmd) => audit_cmd::run(cmd, cli.offline),
     };
     match result {
         Ok(code) => code,

@@ -60,6 +60,8 @@ fn help_of_every_command() {
         &["eval"],
         &["compare"],
         &["serve"],
+        &["audit"],
+        &["audit", "scorer"],
     ];
     let _g = settings().bind_to_scope();
     for c in commands {
