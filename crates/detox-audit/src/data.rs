@@ -426,11 +426,26 @@ mod tests {
     }
 
     #[test]
+    fn identity_terms_come_longest_first_so_the_longer_term_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(AUDIT_TERMS);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "American\ngay\nAfrican American\n\n").unwrap();
+        let terms = identity_terms(dir.path()).unwrap();
+        assert_eq!(terms, ["african american", "american", "gay"]);
+        assert_eq!(
+            term_of("my African American friend", &terms).as_deref(),
+            Some("african american")
+        );
+    }
+
+    #[test]
     fn labels_parse_from_common_spellings() {
         use serde_json::json;
         assert_eq!(parse_label(&json!(true)), Some(true));
         assert_eq!(parse_label(&json!(0.7)), Some(true));
         assert_eq!(parse_label(&json!("0")), Some(false));
+        assert_eq!(parse_label(&json!("Toxic")), Some(true));
         assert_eq!(parse_label(&json!("non-toxic")), Some(false));
         assert_eq!(parse_label(&json!("maybe")), None);
         assert_eq!(parse_label(&json!(null)), None);
