@@ -230,6 +230,17 @@ pub fn load_scorer(spec: &str, opts: &LoadOptions) -> Result<Box<dyn Scorer>, Sp
 }
 
 impl ScorerSpec {
+    /// Whether the spec names only built-in scorers (`default`, `default-head`, `fast`, or an
+    /// ensemble of them): scorers trained on `detox-train`'s shared data, identity
+    /// counter-examples included.
+    pub fn is_builtin(&self) -> bool {
+        match self {
+            Self::Default | Self::DefaultHead | Self::Fast => true,
+            Self::Ensemble(m) => m.iter().all(Self::is_builtin),
+            Self::Named(_) => false,
+        }
+    }
+
     /// Loads the scorer.
     pub fn load(&self, opts: &LoadOptions) -> Result<Box<dyn Scorer>, SpecError> {
         match self {

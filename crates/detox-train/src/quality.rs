@@ -451,36 +451,28 @@ fn read_cat_large(data: &Path) -> Result<Vec<Labelled>, TrainError> {
 /// The RealToxicityPrompts file of `rtp-more`.
 const RTP_MORE: &str = "rtp-more/toxic-2k.jsonl";
 
-const TEMPLATES: &str = "jigsaw-sentence-templates/en_sentence_templates.csv";
-const AUDIT_TERMS: &str = "jigsaw-sentence-templates/bias_madlibs_data/adjectives_people.txt";
+const TEMPLATES: &str = detox_audit::data::TEMPLATES;
+const AUDIT_TERMS: &str = detox_audit::data::AUDIT_TERMS;
 
-/// The identity terms of the templates' generator, longest first.
+/// The identity terms of the templates' generator, longest first (read by detox-audit).
 fn identity_terms(data: &Path) -> Result<Vec<String>, TrainError> {
-    let p = data.join(AUDIT_TERMS);
-    let text =
-        std::fs::read_to_string(&p).map_err(|e| TrainError::Io(p.display().to_string(), e))?;
-    let mut terms: Vec<String> = text
-        .lines()
-        .map(|l| l.trim().to_lowercase())
-        .filter(|l| !l.is_empty())
-        .collect();
-    terms.sort_by_key(|t| std::cmp::Reverse(t.len()));
-    terms.dedup();
-    Ok(terms)
+    detox_audit::data::identity_terms(data).map_err(|e| TrainError::Data(e.to_string()))
 }
 
-fn term_of(phrase: &str, terms: &[String]) -> Option<String> {
-    let words: Vec<String> = phrase
-        .to_lowercase()
-        .split(|c: char| !c.is_alphanumeric() && c != '-')
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect();
-    let joined = format!(" {} ", words.join(" "));
-    terms
-        .iter()
-        .find(|t| joined.contains(&format!(" {t} ")))
-        .cloned()
+use detox_audit::data::term_of;
+
+/// The audit terms the built-in scorers' training data names (their identity
+/// counter-examples, [`crate::identity::TERMS`]), for `detox audit scorer`'s split of in-sample
+/// and out-of-sample terms.
+pub fn builtin_trained_terms() -> detox_audit::TrainedTerms {
+    detox_audit::TrainedTerms {
+        source: "detox_train::identity::TERMS (the built-in scorers' identity counter-examples)"
+            .into(),
+        terms: crate::identity::TERMS
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    }
 }
 
 /// Whether the identity counter-examples name `term` (an audit term, lower case).
@@ -843,24 +835,6 @@ impl QualityReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_longest_identity_term_as_whole_words() {
-        let terms = vec![
-            "african american".to_string(),
-            "american".into(),
-            "gay".into(),
-        ];
-        assert_eq!(
-            term_of("Being African American is fine", &terms).as_deref(),
-            Some("african american")
-        );
-        assert_eq!(
-            term_of("You are a gay person.", &terms).as_deref(),
-            Some("gay")
-        );
-        assert_eq!(term_of("gaylord is a name", &terms), None);
-    }
 
     #[test]
     fn the_audit_spelling_millenial_is_a_held_out_term() {

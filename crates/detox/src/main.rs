@@ -2,8 +2,9 @@
 //!
 //! The binary only parses arguments and wires the library crates together:
 //! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores,
-//! `detox-dialect` infers dialect proportions.
+//! `detox-dialect` infers dialect proportions, `detox-audit` audits scorers for bias.
 
+mod audit_cmd;
 mod choices;
 mod compare_cmd;
 mod dialect_cmd;
@@ -49,6 +50,9 @@ enum Command {
     Compare(compare_cmd::CompareArgs),
     /// Dialect proportions (TwitterAAE: African-American, Hispanic, Asian, White English) per text.
     Dialect(dialect_cmd::DialectArgs),
+    /// Bias audits: `audit scorer` measures a scorer's identity-term bias.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
     /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
     Serve(serve_cmd::ServeArgs),
 }
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_cmd::run(args, cli.offline),
         Command::Compare(args) => compare_cmd::run(args),
         Command::Dialect(args) => dialect_cmd::run(args),
+        Command::Audit(cmd) => audit_cmd::run(cmd, cli.offline),
     };
     match result {
         Ok(code) => code,

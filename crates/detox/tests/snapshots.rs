@@ -61,6 +61,8 @@ fn help_of_every_command() {
         &["compare"],
         &["serve"],
         &["dialect"],
+        &["audit"],
+        &["audit", "scorer"],
     ];
     let _g = settings().bind_to_scope();
     for c in commands {

@@ -1,0 +1,228 @@
+//! `detox audit scorer` as a user runs it: on the shared data (Dixon's templates and
+//! HolisticBias, `../shared/data`; skipped locally when absent, required in CI) and on a small
+//! labelled file, with the built-in n-gram scorer, which needs no download.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn detox(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_detox"))
+        .args(args)
+        .env_remove("DETOX_OFFLINE")
+        .env_remove("DETOX_LOG")
+        .output()
+        .unwrap()
+}
+
+fn shared_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// audit.json without its timing (the one part that varies run to run).
+fn figures(p: &Path) -> Value {
+    let mut v = read_json(p);
+    v.as_object_mut().unwrap().remove("timing");
+    v
+}
+
+#[test]
+fn audit_of_the_fast_scorer_splits_terms_named_in_training_from_the_rest() {
+    let data = shared_data();
+    let present = data
+        .join("jigsaw-sentence-templates/en_sentence_templates.csv")
+        .is_file()
+        && data.join("holistic-bias/v1.1/descriptors.json").is_file();
+    if !detox_core::testing::require("../shared/data (identity templates, HolisticBias)", present) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str| {
+        let out_dir = dir.path().join(out);
+        let o = detox(&[
+            "--offline",
+            "audit",
+            "scorer",
+            "--scorer",
+            "fast",
+            "--bootstrap",
+            "200",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (out_dir, String::from_utf8(o.stdout).unwrap())
+    };
+    let (out, table) = run("a");
+    let r = read_json(&out.join("audit.json"));
+    let terms = &r["identity_terms"];
+    assert_eq!(terms["n"], 76564);
+    let groups = terms["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 50);
+    let named: Vec<&str> = groups
+        .iter()
+        .filter(|g| g["training"] == "named")
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    let not_named: Vec<&str> = groups
+        .iter()
+        .filter(|g| g["training"] == "not_named")
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(named.len(), 41, "{named:?}");
+    assert_eq!(not_named.len(), 9, "{not_named:?}");
+    assert!(named.contains(&"gay") && not_named.contains(&"queer"));
+    assert!(not_named.contains(&"millenial"));
+    // Worst first: the lowest of the three AUCs never decreases down the list.
+    let worst: Vec<f64> = groups
+        .iter()
+        .map(|g| {
+            ["subgroup_auc", "bpsn_auc", "bnsp_auc"]
+                .iter()
+                .map(|k| g[k]["value"].as_f64().unwrap())
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    assert!(worst.windows(2).all(|w| w[0] <= w[1]), "{worst:?}");
+    // Every per-term figure has an interval around it.
+    for g in groups {
+        let f = &g["bpsn_auc"];
+        let (v, lo, hi) = (
+            f["value"].as_f64().unwrap(),
+            f["ci"][0].as_f64().unwrap(),
+            f["ci"][1].as_f64().unwrap(),
+        );
+        assert!(lo <= v && v <= hi, "{g}");
+    }
+    let summaries: Vec<&str> = terms["summaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        summaries,
+        ["all", "named in training", "not named in training"]
+    );
+    let bias = terms["summaries"][0]["bias_metric"].as_f64().unwrap();
+    assert!((0.5..1.0).contains(&bias), "{bias}");
+    // HolisticBias: false-positive figures only, per axis.
+    let hb = &r["holistic_bias"];
+    assert_eq!(hb["axes"].as_array().unwrap().len(), 13);
+    assert!(hb["n"].as_u64().unwrap() > 10_000);
+    // Settings record the data by hash and the scorer's identity.
+    assert_eq!(r["settings"]["data_files"].as_array().unwrap().len(), 5);
+    assert_eq!(r["settings"]["scorer_identity"]["name"], "fast");
+    // The table and the page name both parts.
+    assert!(table.contains("Groups not named in training (worst first)"));
+    assert!(table.contains("Groups named in training (worst first)"));
+    let html = std::fs::read_to_string(out.join("audit.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script"));
+    assert!(html.contains("Groups not named in training"));
+    // Deterministic for a seed.
+    let (again, _) = run("b");
+    assert_eq!(
+        figures(&out.join("audit.json")),
+        figures(&again.join("audit.json"))
+    );
+}
+
+#[test]
+fn audit_of_a_labelled_file_marks_a_group_below_the_minimum() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    let toxic = [
+        "you are an idiot",
+        "shut up, you stupid fool",
+        "I hate you, moron",
+    ];
+    let fine = [
+        "have a lovely day",
+        "thanks for the help",
+        "see you tomorrow",
+    ];
+    for i in 0..12 {
+        for (g, n) in [("alpha", 1), ("beta", 1), ("gamma", 0)] {
+            if n == 0 && i >= 2 {
+                continue; // gamma: only 4 rows
+            }
+            lines.push_str(&format!(
+                "{{\"body\":\"{}\",\"tox\":1,\"who\":\"{g}\"}}\n{{\"body\":\"{}\",\"tox\":0,\"who\":\"{g}\"}}\n",
+                toxic[i % 3],
+                fine[i % 3]
+            ));
+        }
+        lines.push_str(&format!("{{\"body\":\"{}\",\"tox\":0}}\n", fine[i % 3]));
+    }
+    let file = dir.path().join("mine.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let out = dir.path().join("out");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "--offline",
+            "audit",
+            "scorer",
+            "--scorer",
+            "fast",
+            "--data",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--field",
+            "body",
+            "--min-group",
+            "10",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        detox(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let o = run(&["--label", "tox", "--group", "who"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = read_json(&out.join("audit.json"));
+    let f = &r["file"];
+    assert_eq!(f["n"], 12 * 4 + 4 + 12);
+    assert_eq!(f["ungrouped"], 12);
+    let groups = f["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    // gamma is shown (last), marked, and left out of the summary.
+    assert_eq!(names.last(), Some(&"gamma"));
+    assert_eq!(groups[2]["too_small"], true);
+    assert_eq!(groups[2]["n"], 4);
+    assert_eq!(groups[0]["too_small"], false);
+    assert_eq!(
+        f["summaries"][0]["groups"],
+        serde_json::json!(["alpha", "beta"])
+    );
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.contains("gamma (too small)"), "{table}");
+
+    // A missing label field, or a file without --label/--group: errors that name the fix.
+    let o = run(&["--label", "toxicity", "--group", "who"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("line 1") && e.contains("`toxicity`") && e.contains("--label"),
+        "{e}"
+    );
+    let o = run(&[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(e.contains("--label") && e.contains("--group"), "{e}");
+    let o = run(&["--label", "tox", "--group", "team"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(e.contains("no row has a group in field `team`"), "{e}");
+}
