@@ -9,11 +9,17 @@
 //! - [`run`]: scoring (sorted by length, in chunks) and every figure with a seeded 95%
 //!   bootstrap interval; groups the scorer's training data names are reported apart from
 //!   those it does not, so an in-sample figure never passes for a general one;
+//! - [`dialect`]: Sap et al. 2019's dialect audit on Davidson et al.'s tweets (the TwitterAAE
+//!   model of `detox-dialect`);
+//! - [`lm`]: `detox audit lm`, the LM loss of text about each group (and in each dialect)
+//!   under a model with and without its decoding-time methods, or under two models;
 //! - [`report`]: the typed report (`audit.json`); [`render`]: the terminal table and the
 //!   self-contained HTML page.
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod dialect;
+pub mod lm;
 pub mod metrics;
 pub mod render;
 pub mod report;

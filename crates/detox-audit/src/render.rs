@@ -214,7 +214,49 @@ fn write_table(out: &mut String, r: &AuditReport) -> std::fmt::Result {
         writeln!(out)?;
         group_table(out, &format!("Groups of {}", a.source), a)?;
     }
+    if let Some(d) = &r.dialect {
+        writeln!(out)?;
+        for line in dialect_lines(d) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    for n in &r.notes {
+        writeln!(out, "note: {n}")?;
+    }
     Ok(())
+}
+
+fn estimate(e: &Option<detox_dialect::audit::Estimate>, d: usize) -> String {
+    match e {
+        Some(e) => format!("{:.d$} [{:.d$}, {:.d$}]", e.value, e.low, e.high, d = d),
+        None => "–".into(),
+    }
+}
+
+/// The dialect section as lines of text (the table prints them, the page wraps them).
+fn dialect_lines(d: &crate::dialect::DialectAudit) -> Vec<String> {
+    let f = &d.figures;
+    vec![
+        format!(
+            "Dialect (Sap et al. 2019) on {}: {} tweets with dialect proportions ({} declined by the model).",
+            d.source, f.n, f.declined
+        ),
+        format!(
+            "  Correlation of the score with the African-American English proportion (Pearson): {}",
+            estimate(&f.pearson_aa_score, 3)
+        ),
+        format!(
+            "  False-positive rate on tweets annotated neither hateful nor offensive: AAE-dominant {} ({} of {}), White-dominant {} ({} of {}); ratio {}",
+            estimate(&f.fpr_aae.rate, 3),
+            f.fpr_aae.flagged,
+            f.fpr_aae.n,
+            estimate(&f.fpr_white.rate, 3),
+            f.fpr_white.flagged,
+            f.fpr_white.n,
+            estimate(&f.fpr_ratio, 2)
+        ),
+        format!("  {}.", d.rule),
+    ]
 }
 
 /// One horizontal bar per row: (label, figure, muted, colour class).
@@ -509,6 +551,15 @@ fn write_html(out: &mut String, r: &AuditReport) -> std::fmt::Result {
     }
     if let Some(a) = &r.file {
         html_groups(out, &format!("Groups of {}", a.source), a)?;
+    }
+    if let Some(d) = &r.dialect {
+        writeln!(out, "<h2>Dialect</h2>")?;
+        for line in dialect_lines(d) {
+            writeln!(out, "<p>{}</p>", escape(line.trim()))?;
+        }
+    }
+    for n in &r.notes {
+        writeln!(out, "<p class=\"small\">{}</p>", escape(n))?;
     }
     writeln!(
         out,

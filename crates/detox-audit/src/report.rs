@@ -213,6 +213,12 @@ pub struct AuditReport {
     pub holistic_bias: Option<HolisticAudit>,
     /// The user's labelled file.
     pub file: Option<GroupAudit>,
+    /// Davidson et al.'s tweets by dialect (Sap et al. 2019).
+    #[serde(default)]
+    pub dialect: Option<crate::dialect::DialectAudit>,
+    /// What was not run, and why.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Timing.
     pub timing: AuditTiming,
 }

@@ -576,7 +576,8 @@ pub fn audit(
     let mut files = Vec::new();
     let (mut scoring, mut figures) = (0.0, 0.0);
     let mut texts_scored = 0;
-    let (mut identity_terms, mut holistic, mut file) = (None, None, None);
+    let (mut identity_terms, mut holistic, mut file, mut dialect) = (None, None, None, None);
+    let mut notes = Vec::new();
     match &plan.data {
         AuditData::Folder(dir) => {
             for f in [data::TEMPLATES, data::AUDIT_TERMS] {
@@ -621,6 +622,35 @@ pub fn audit(
             let t = Instant::now();
             holistic = Some(holistic_audit(&sentences, &s, total, opts));
             figures += t.elapsed().as_secs_f64();
+
+            let tweets = dir.join(crate::dialect::DAVIDSON);
+            let model = dir.join(crate::dialect::TWITTERAAE);
+            if tweets.is_file() && model.is_dir() {
+                files.push(sha(&tweets)?);
+                let t = Instant::now();
+                let d = crate::dialect::dialect_audit(
+                    scorer,
+                    attr,
+                    dir,
+                    &detox_dialect::audit::AuditOptions {
+                        threshold: opts.threshold,
+                        resamples: opts.bootstrap,
+                        seed: opts.seed,
+                        ..Default::default()
+                    },
+                    opts.chunk,
+                    progress,
+                )?;
+                scoring += t.elapsed().as_secs_f64();
+                texts_scored += d.figures.n + d.figures.declined;
+                dialect = Some(d);
+            } else {
+                notes.push(format!(
+                    "Dialect audit not run: it needs {} and {}.",
+                    tweets.display(),
+                    model.display()
+                ));
+            }
         }
         AuditData::File(spec) => {
             files.push(sha(&spec.path)?);
@@ -656,6 +686,8 @@ pub fn audit(
         identity_terms,
         holistic_bias: holistic,
         file,
+        dialect,
+        notes,
         timing: AuditTiming {
             texts: texts_scored,
             scoring_s: scoring,

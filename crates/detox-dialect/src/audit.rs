@@ -95,7 +95,7 @@ impl Default for AuditOptions {
 }
 
 /// A figure with its percentile bootstrap interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Estimate {
     /// The figure on the data as given.
     pub value: f64,
@@ -106,7 +106,7 @@ pub struct Estimate {
 }
 
 /// A false-positive rate: flagged "neither" texts of one group.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rate {
     /// "Neither" texts of the group.
     pub n: usize,
@@ -117,7 +117,7 @@ pub struct Rate {
 }
 
 /// The audit's figures.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditReport {
     /// Texts with proportions.
     pub n: usize,

@@ -1,9 +1,12 @@
 //! `detox audit`: bias audits. `detox audit scorer` measures a toxicity scorer's identity-term
-//! bias with detox-audit and writes its reports.
+//! and dialect bias, `detox audit lm` the LM loss by group; detox-audit computes both and
+//! writes their reports.
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use detox_audit::{AuditData, AuditOptions, AuditPlan};
+use detox_lm::decoding::MitigationSpec;
+use detox_lm::{load_language_model, LanguageModel, LmOptions};
 use detox_spec::{LoadOptions, ScorerSpec, DEFAULT_SCORER};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
@@ -15,6 +18,9 @@ pub enum AuditCmd {
     /// Identity-term bias of a toxicity scorer: Borkan et al.'s AUCs, Dixon's FPED/FNED and
     /// HolisticBias false positives, per group with bootstrap intervals.
     Scorer(ScorerArgs),
+    /// What detoxification costs the language model: the loss of text about each group (and in
+    /// each dialect) under the model with and without decoding-time methods, or two models.
+    Lm(LmArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +87,7 @@ pub struct ScorerArgs {
 pub fn run(cmd: AuditCmd, offline: bool) -> Result<ExitCode> {
     match cmd {
         AuditCmd::Scorer(args) => run_scorer(args, offline),
+        AuditCmd::Lm(args) => run_lm(args, offline),
     }
 }
 
@@ -135,6 +142,157 @@ fn run_scorer(args: ScorerArgs, offline: bool) -> Result<ExitCode> {
         t.scoring_s,
         t.texts as f64 / t.scoring_s.max(1e-9),
         t.figures_s,
+        start.elapsed().as_secs_f64(),
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct LmArgs {
+    /// The language model: a registry name, a GGUF file or a GPT-2 folder (servers give no
+    /// log-likelihoods).
+    #[arg(long, default_value = "smollm2")]
+    pub model: String,
+
+    /// Decoding-time methods (as in `detox eval --mitigate`): the loss under the model with
+    /// them against the model alone.
+    #[arg(
+        long,
+        value_name = "SPEC[,SPEC...]",
+        conflicts_with = "against",
+        required_unless_present = "against"
+    )]
+    pub mitigate: Option<String>,
+
+    /// A second model (e.g. a fine-tuned one): the loss under it against under --model.
+    #[arg(long)]
+    pub against: Option<String>,
+
+    /// A folder laid out like `../shared/data` (holistic-bias, toxigen-prompts, bold,
+    /// davidson-hate-offensive, twitteraae-model).
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+
+    /// Write `audit.json` and `audit.html` into this folder.
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Texts per group at most, drawn with the seed (0: all).
+    #[arg(long, default_value_t = 100)]
+    pub per_group: usize,
+
+    /// HolisticBias sentences per descriptor, drawn with the seed.
+    #[arg(long, default_value_t = 2)]
+    pub per_descriptor: usize,
+
+    /// Bootstrap replicates per group.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+
+    /// Seed of the bootstrap and of the HolisticBias subsample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Groups with fewer paired texts are marked too small.
+    #[arg(long, default_value_t = 30)]
+    pub min_group: usize,
+
+    /// Compute threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn load_lm(
+    spec: &str,
+    mitigations: Vec<MitigationSpec>,
+    threads: usize,
+    offline: bool,
+) -> Result<Box<dyn LanguageModel>> {
+    let opts = LmOptions {
+        threads,
+        offline,
+        mitigations,
+        ..Default::default()
+    };
+    let hub = detox_hub::Hub::from_env();
+    load_language_model(spec, &opts, &hub, &|m: &str| eprintln!("detox: {m}"))
+        .with_context(|| format!("cannot load the language model {spec}"))
+}
+
+fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
+    let start = Instant::now();
+    let threads = detox_spec::configure_threads(args.threads);
+    let mitigations = match &args.mitigate {
+        Some(m) => MitigationSpec::parse_list(m)?,
+        None => Vec::new(),
+    };
+    if let Some(m) = mitigations.iter().find(|m| !m.needs_logits()) {
+        anyhow::bail!(
+            "--mitigate {}: it filters whole samples and does not change the model's distribution, so it has no loss to audit",
+            m.name()
+        );
+    }
+    let groups = detox_audit::lm::all_groups(
+        &args.data,
+        &detox_audit::lm::GroupData {
+            per_descriptor: args.per_descriptor,
+            per_group: args.per_group,
+            seed: args.seed,
+            ..Default::default()
+        },
+    )?;
+    let lm = load_lm(&args.model, mitigations, threads, offline)?;
+    let against = args
+        .against
+        .as_deref()
+        .map(|a| load_lm(a, Vec::new(), threads, offline))
+        .transpose()?;
+    let (other_label, other) = match &against {
+        Some(m) => (
+            args.against.clone().unwrap_or_default(),
+            detox_audit::lm::side(m.as_ref(), false),
+        ),
+        None => (
+            format!(
+                "{} + {}",
+                args.model,
+                args.mitigate.clone().unwrap_or_default()
+            ),
+            detox_audit::lm::side(lm.as_ref(), true),
+        ),
+    };
+    let base = detox_audit::lm::side(lm.as_ref(), false);
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} LM loss [{bar:30}] {pos}/{len} texts, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let audit = detox_audit::lm::loss_audit(
+        &groups,
+        (&args.model, &other_label),
+        &base,
+        &other,
+        args.bootstrap,
+        args.seed,
+        args.min_group,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    let files = audit.write(&args.out)?;
+    print!("{}", audit.table());
+    eprintln!(
+        "detox: {} texts in {} groups, {:.1}s; wrote {}",
+        audit.overall.texts,
+        audit.groups.len(),
         start.elapsed().as_secs_f64(),
         files
             .iter()

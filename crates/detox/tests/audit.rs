@@ -36,8 +36,15 @@ fn audit_of_the_fast_scorer_splits_terms_named_in_training_from_the_rest() {
     let present = data
         .join("jigsaw-sentence-templates/en_sentence_templates.csv")
         .is_file()
-        && data.join("holistic-bias/v1.1/descriptors.json").is_file();
-    if !detox_core::testing::require("../shared/data (identity templates, HolisticBias)", present) {
+        && data.join("holistic-bias/v1.1/descriptors.json").is_file()
+        && data
+            .join("davidson-hate-offensive/labeled_data.csv")
+            .is_file()
+        && data.join("twitteraae-model/model_vocab.txt").is_file();
+    if !detox_core::testing::require(
+        "../shared/data (identity templates, HolisticBias, Davidson, TwitterAAE)",
+        present,
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -116,8 +123,25 @@ fn audit_of_the_fast_scorer_splits_terms_named_in_training_from_the_rest() {
     let hb = &r["holistic_bias"];
     assert_eq!(hb["axes"].as_array().unwrap().len(), 13);
     assert!(hb["n"].as_u64().unwrap() > 10_000);
+    // Dialect (Sap et al.): Davidson's tweets with TwitterAAE proportions, false-positive
+    // rates on "neither" tweets by dominant dialect, with intervals around the figures.
+    let d = &r["dialect"]["figures"];
+    assert!(d["n"].as_u64().unwrap() > 24_000, "{d}");
+    for side in ["fpr_aae", "fpr_white"] {
+        let rate = &d[side]["rate"];
+        let (v, lo, hi) = (
+            rate["value"].as_f64().unwrap(),
+            rate["low"].as_f64().unwrap(),
+            rate["high"].as_f64().unwrap(),
+        );
+        assert!(
+            d[side]["n"].as_u64().unwrap() > 50 && lo <= v && v <= hi,
+            "{d}"
+        );
+    }
+    assert!(table.contains("Dialect (Sap et al. 2019)"), "{table}");
     // Settings record the data by hash and the scorer's identity.
-    assert_eq!(r["settings"]["data_files"].as_array().unwrap().len(), 5);
+    assert_eq!(r["settings"]["data_files"].as_array().unwrap().len(), 6);
     assert_eq!(r["settings"]["scorer_identity"]["name"], "fast");
     // The table and the page name both parts.
     assert!(table.contains("Groups not named in training (worst first)"));
@@ -225,4 +249,114 @@ fn audit_of_a_labelled_file_marks_a_group_below_the_minimum() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(e.contains("no row has a group in field `team`"), "{e}");
+}
+
+/// SmolLM2 in the model cache, if pulled.
+fn cached_smollm2() -> Option<PathBuf> {
+    let out = detox(&["--offline", "models", "path", "smollm2"]);
+    if !detox_core::testing::require(
+        "smollm2 in the model cache (`detox models pull smollm2`)",
+        out.status.success(),
+    ) {
+        return None;
+    }
+    Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+}
+
+#[test]
+fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
+    let data = shared_data();
+    let present = [
+        "holistic-bias/v1.1",
+        "toxigen-prompts/prompts",
+        "bold",
+        "twitteraae-model",
+    ]
+    .iter()
+    .all(|d| data.join(d).is_dir());
+    if !detox_core::testing::require("../shared/data (the audit lm sources)", present) {
+        return;
+    }
+    let Some(model) = cached_smollm2() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("words.txt");
+    std::fs::write(&list, "bisexual\n").unwrap();
+    let out = dir.path().join("lm");
+    let o = detox(&[
+        "--offline",
+        "audit",
+        "lm",
+        "--model",
+        model.to_str().unwrap(),
+        "--mitigate",
+        &format!("word-filter:list={}", list.display()),
+        "--per-group",
+        "2",
+        "--per-descriptor",
+        "1",
+        "--bootstrap",
+        "20",
+        "--min-group",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = String::from_utf8(o.stdout).unwrap();
+    let r = read_json(&out.join("audit.json"));
+    let groups = r["groups"].as_array().unwrap();
+    let sources: std::collections::BTreeSet<&str> = groups
+        .iter()
+        .map(|g| g["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        ["bold", "davidson-dialect", "holistic-bias", "toxigen"]
+    );
+    // Two texts a group; the base side blocks nothing, the filter blocks the texts that say
+    // "bisexual" (ToxiGen's statements about bisexual people all do).
+    for g in groups {
+        assert!(g["texts"].as_u64().unwrap() <= 2, "{g}");
+        assert_eq!(g["blocked_base"], 0);
+    }
+    let bi = groups
+        .iter()
+        .find(|g| g["source"] == "toxigen" && g["group"] == "bisexual")
+        .unwrap();
+    assert!(bi["blocked_other"].as_u64().unwrap() >= 1, "{bi}");
+    assert!(table.contains("cannot produce at all"), "{table}");
+    assert!(table.contains("toxigen/bisexual"));
+    // Unblocked text is likelier under the filter (the banned mass goes to the rest): the
+    // overall loss does not rise.
+    assert!(
+        r["overall"]["increase"]["value"].as_f64().unwrap() <= 0.0,
+        "{}",
+        r["overall"]
+    );
+    let html = std::fs::read_to_string(out.join("audit.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script"));
+    assert_eq!(
+        html.matches("<rect class=\"bar\"").count(),
+        groups.len() + 1
+            - groups
+                .iter()
+                .filter(|g| !g["increase"]["value"].is_number())
+                .count()
+    );
+    // A method that does not change the distribution is refused.
+    let o = detox(&[
+        "--offline",
+        "audit",
+        "lm",
+        "--mitigate",
+        "test-filter",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no loss to audit"));
 }
