@@ -25,21 +25,7 @@ fn fig(f: &Figure, d: usize) -> String {
     }
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use detox_io::html::escape;
 
 /// The groups of an audit split by what the scorer's training data names (one part, titled
 /// by [`Training::label`], per kind present), each in the report's order.

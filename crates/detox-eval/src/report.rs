@@ -59,21 +59,7 @@ pub fn render(input: &ReportInput) -> String {
     out
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use detox_io::html::escape;
 
 /// What is shown for a missing or non-finite number.
 pub(crate) const MISSING: &str = "–";

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod files;
+pub mod html;
 pub mod stream;
 
 use serde_json::{Map, Value};
