@@ -2,6 +2,9 @@
 //! HolisticBias, `../shared/data`; skipped locally when absent, required in CI) and on a small
 //! labelled file, with the built-in n-gram scorer, which needs no download.
 
+mod common;
+
+use common::cached_smollm2;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -249,18 +252,6 @@ fn audit_of_a_labelled_file_marks_a_group_below_the_minimum() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(e.contains("no row has a group in field `team`"), "{e}");
-}
-
-/// SmolLM2 in the model cache, if pulled.
-fn cached_smollm2() -> Option<PathBuf> {
-    let out = detox(&["--offline", "models", "path", "smollm2"]);
-    if !detox_core::testing::require(
-        "smollm2 in the model cache (`detox models pull smollm2`)",
-        out.status.success(),
-    ) {
-        return None;
-    }
-    Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
 }
 
 #[test]

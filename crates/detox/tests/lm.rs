@@ -8,19 +8,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn cached_smollm2() -> Option<PathBuf> {
-    let out = Command::new(env!("CARGO_BIN_EXE_detox"))
-        .args(["--offline", "models", "path", "smollm2"])
-        .output()
-        .ok()?;
-    if !detox_core::testing::require(
-        "smollm2 in the model cache (`detox models pull smollm2`)",
-        out.status.success(),
-    ) {
-        return None;
-    }
-    Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
-}
+mod common;
+
+use common::cached_smollm2;
 
 #[test]
 fn smollm2_tokenizer_matches_llama_cpp() {
