@@ -84,6 +84,15 @@ pub struct ScorerArgs {
     pub threads: Option<usize>,
 }
 
+/// The report files written, for the closing message.
+fn listed(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn run(cmd: AuditCmd, offline: bool) -> Result<ExitCode> {
     match cmd {
         AuditCmd::Scorer(args) => run_scorer(args, offline),
@@ -143,11 +152,7 @@ fn run_scorer(args: ScorerArgs, offline: bool) -> Result<ExitCode> {
         t.texts as f64 / t.scoring_s.max(1e-9),
         t.figures_s,
         start.elapsed().as_secs_f64(),
-        files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(&files)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -294,11 +299,7 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
         audit.overall.texts,
         audit.groups.len(),
         start.elapsed().as_secs_f64(),
-        files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(&files)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -81,12 +81,9 @@ pub fn run(args: DialectArgs) -> Result<ExitCode> {
         tally.declined,
         tally.errors
     );
-    if tally.errors > 0 && !args.allow_errors {
-        eprintln!(
-            "detox: {} lines could not be read (see their \"error\" field); pass --allow-errors to exit 0",
-            tally.errors
-        );
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::score_cmd::exit_for_errors(
+        tally.errors,
+        args.allow_errors,
+        "read",
+    ))
 }

@@ -200,14 +200,19 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
             .unwrap_or_else(|| "-".into()),
         tally.errors
     );
-    if tally.errors > 0 && !args.allow_errors {
+    Ok(exit_for_errors(tally.errors, args.allow_errors, "scored"))
+}
+
+/// Exit status 1, with a message, when input lines could not be `what` (they have an
+/// `"error"` line in the output) and `--allow-errors` was not given; else success.
+pub(crate) fn exit_for_errors(errors: usize, allow_errors: bool, what: &str) -> ExitCode {
+    if errors > 0 && !allow_errors {
         eprintln!(
-            "detox: {} lines could not be scored (see their \"error\" field); pass --allow-errors to exit 0",
-            tally.errors
+            "detox: {errors} lines could not be {what} (see their \"error\" field); pass --allow-errors to exit 0"
         );
-        return Ok(ExitCode::from(1));
+        return ExitCode::from(1);
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }
 
 /// Counts bytes read, for the progress bar.
