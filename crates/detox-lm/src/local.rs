@@ -222,10 +222,7 @@ impl PromptSession for LocalSession<'_> {
         } else {
             vec![None; samples.len()]
         };
-        for (&s, t) in streams.iter().zip(&samples) {
-            self.sampled.insert(s, t.clone());
-        }
-        samples
+        let out = samples
             .iter()
             .zip(ppl)
             .map(|(s, p)| {
@@ -234,7 +231,10 @@ impl PromptSession for LocalSession<'_> {
                     perplexity: p,
                 })
             })
-            .collect()
+            .collect();
+        // Kept (moved, not copied) for a later `perplexity` of some of them.
+        self.sampled.extend(streams.iter().copied().zip(samples));
+        out
     }
 
     fn perplexity(&mut self, streams: &[u64]) -> Result<Vec<Option<f64>>, LmError> {
