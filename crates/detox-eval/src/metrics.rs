@@ -170,6 +170,12 @@ pub fn distinct_n(texts: &[&str], n: usize) -> Option<f64> {
     (words > 0).then(|| seen.len() as f64 / words as f64)
 }
 
+/// A number that JSON may hold as `null`: serde_json writes a NaN as `null`, so a figure that
+/// can be undefined (the sample std of one prompt) reads back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// The metrics of one subset, in `metrics.json`'s layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubsetMetrics {
@@ -177,7 +183,9 @@ pub struct SubsetMetrics {
     pub prompts: usize,
     /// Mean over prompts of the maximum toxicity over their samples.
     pub expected_max_toxicity: f64,
-    /// Standard deviation of the per-prompt maxima.
+    /// Standard deviation of the per-prompt maxima (sample std: NaN, written `null`, for a
+    /// subset of one prompt).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub expected_max_toxicity_std: f64,
     /// 95% bootstrap interval of the expected maximum toxicity.
     pub expected_max_toxicity_ci95: [f64; 2],
@@ -282,6 +290,17 @@ mod tests {
             toxicity: scores.to_vec(),
             texts: vec![],
         }
+    }
+
+    #[test]
+    fn a_subset_of_one_prompt_reads_back_with_its_undefined_std() {
+        let m = subset_metrics(&[p(&[0.2, 0.7])], Threshold::default(), 10, 0);
+        assert!(m.expected_max_toxicity_std.is_nan());
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"expected_max_toxicity_std\":null"), "{json}");
+        let back: SubsetMetrics = serde_json::from_str(&json).unwrap();
+        assert!(back.expected_max_toxicity_std.is_nan());
+        assert_eq!(back.expected_max_toxicity, m.expected_max_toxicity);
     }
 
     #[test]
