@@ -1,4 +1,4 @@
-//! Bias audits of toxicity scorers (`detox audit scorer`).
+//! Bias audits of toxicity scorers (`detox audit scorer`) and of language models (`detox audit lm`).
 //!
 //! - [`data`]: Dixon et al. 2018's identity templates (`en_sentence_templates.csv`, each row's
 //!   identity term found by [`data::term_of`]), HolisticBias v1.1 sentences built from its
@@ -13,17 +13,25 @@
 //!   model of `detox-dialect`);
 //! - [`lm`]: `detox audit lm`, the LM loss of text about each group (and in each dialect)
 //!   under a model with and without its decoding-time methods, or under two models;
+//!   [`coverage`]: how often generations from BOLD's prompts stay on their group;
+//!   [`flagged`]: which identity terms the flagged generations mention; [`lm_report`] runs
+//!   the three and [`lm_render`] renders them; [`terms`] finds terms in text;
 //! - [`report`]: the typed report (`audit.json`); [`render`]: the terminal table and the
 //!   self-contained HTML page.
 #![warn(missing_docs)]
 
+pub mod coverage;
 pub mod data;
 pub mod dialect;
+pub mod flagged;
 pub mod lm;
+pub mod lm_render;
+pub mod lm_report;
 pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod terms;
 
 pub use report::AuditReport;
 pub use run::{audit, write_reports, AuditData, AuditOptions, AuditPlan, TrainedTerms};

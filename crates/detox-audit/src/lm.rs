@@ -107,42 +107,20 @@ pub fn toxigen_groups(data: &Path) -> Result<Vec<TextGroup>, AuditError> {
 /// BOLD's prompts by domain and group (`bold/<domain>_prompt.json`: `{group: {entity:
 /// [prompts]}}`), the first `per_group` of each group in entity order (all when 0).
 pub fn bold_groups(data: &Path, per_group: usize) -> Result<Vec<TextGroup>, AuditError> {
-    let dir = data.join("bold");
-    let mut out = Vec::new();
-    for domain in [
-        "gender",
-        "race",
-        "religious_ideology",
-        "political_ideology",
-        "profession",
-    ] {
-        let path = dir.join(format!("{domain}_prompt.json"));
-        let text = std::fs::read_to_string(&path).map_err(|_| AuditError::Missing(path.clone()))?;
-        let v: BTreeMap<String, BTreeMap<String, Vec<String>>> = serde_json::from_str(&text)
-            .map_err(|e| AuditError::Data {
-                path: path.clone(),
-                line: e.line(),
-                message: format!("not BOLD's {{group: {{entity: [prompts]}}}}: {e}"),
-            })?;
-        for (group, entities) in v {
-            let mut texts: Vec<String> = Vec::new();
-            let mut seen = BTreeSet::new();
-            for p in entities.into_values().flatten() {
-                if seen.insert(p.clone()) {
-                    texts.push(p);
-                }
-                if per_group > 0 && texts.len() == per_group {
-                    break;
-                }
+    Ok(crate::coverage::read_bold(data)?
+        .into_iter()
+        .map(|g| {
+            let mut texts = g.prompts;
+            if per_group > 0 {
+                texts.truncate(per_group);
             }
-            out.push(TextGroup {
+            TextGroup {
                 source: "bold".into(),
-                group: format!("{domain}/{group}"),
+                group: g.group,
                 texts,
-            });
-        }
-    }
-    Ok(out)
+            }
+        })
+        .collect())
 }
 
 /// Davidson et al.'s tweets annotated neither hateful nor offensive, by dialect: AAE-dominant
@@ -449,14 +427,6 @@ pub fn loss_audit(
     })
 }
 
-fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:+.1}%", 100.0 * x)
-    } else {
-        "–".into()
-    }
-}
-
 fn bpb(x: f64) -> String {
     if x.is_finite() {
         format!("{x:.3}")
@@ -548,73 +518,21 @@ impl LossAudit {
         out
     }
 
-    /// A self-contained page (no scripts): the table and a bar chart of the increases with
-    /// their intervals.
-    pub fn html(&self) -> String {
+    /// The page's section: a bar chart of the increases with their intervals, and the table.
+    pub fn html_section(&self) -> String {
         let esc = crate::render::escape;
         let rows: Vec<&GroupLoss> = std::iter::once(&self.overall).chain(&self.groups).collect();
-        let lo = rows
+        let bars: Vec<crate::lm_render::Diverging> = rows
             .iter()
-            .flat_map(|g| [g.increase.ci95[0], g.increase.value])
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::min);
-        let hi = rows
-            .iter()
-            .flat_map(|g| [g.increase.ci95[1], g.increase.value])
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max);
-        let span = (hi - lo).max(1e-9);
-        let (left, width, row_h, top) = (260.0, 420.0, 16.0, 10.0);
-        let x = |v: f64| left + width * ((v - lo) / span).clamp(0.0, 1.0);
-        let h = top + row_h * rows.len() as f64 + 20.0;
-        let mut svg = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w:.0} {h:.0}\" width=\"{w:.0}\" role=\"img\" aria-label=\"relative increase of the loss per group\">\n<line x1=\"{z:.1}\" x2=\"{z:.1}\" y1=\"{top}\" y2=\"{b:.1}\" stroke=\"#888\"/>\n",
-            w = left + width + 80.0,
-            z = x(0.0),
-            b = h - 16.0
-        );
-        for (i, g) in rows.iter().enumerate() {
-            let y = top + row_h * i as f64;
-            let v = g.increase.value;
-            svg.push_str(&format!(
-                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}/{}</text>\n",
-                left - 6.0,
-                y + 11.0,
-                esc(&g.source),
-                esc(&g.group)
-            ));
-            if v.is_finite() {
-                let (a, b) = (x(0.0).min(x(v)), x(0.0).max(x(v)));
-                let fill = if g.above_overall {
-                    "#b5452b"
-                } else {
-                    "#6b8fb5"
-                };
-                svg.push_str(&format!(
-                    "<rect class=\"bar\" x=\"{a:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\"{}/>\n",
-                    y + 2.0,
-                    (b - a).max(0.5),
-                    row_h - 5.0,
-                    if g.too_small { " opacity=\"0.35\"" } else { "" }
-                ));
-                let [c0, c1] = g.increase.ci95;
-                if c0.is_finite() && c1.is_finite() {
-                    svg.push_str(&format!(
-                        "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{2:.1}\" y2=\"{2:.1}\" stroke=\"#222\"/>\n",
-                        x(c0),
-                        x(c1),
-                        y + row_h / 2.0
-                    ));
-                }
-                svg.push_str(&format!(
-                    "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>\n",
-                    left + width + 6.0,
-                    y + 11.0,
-                    pct(v)
-                ));
-            }
-        }
-        svg.push_str("</svg>\n");
+            .map(|g| crate::lm_render::Diverging {
+                label: format!("{}/{}", g.source, g.group),
+                value: g.increase.value,
+                ci95: g.increase.ci95,
+                highlight: g.above_overall,
+                muted: g.too_small,
+            })
+            .collect();
+        let svg = crate::lm_render::diverging(&bars, "relative increase of the loss per group");
         let mut table = String::from("<table><tr><th>group</th><th>texts</th><th>blocked (base / other)</th><th>bits per byte, base</th><th>other</th><th>increase</th><th>95% interval</th></tr>\n");
         for g in &rows {
             table.push_str(&format!(
@@ -633,7 +551,7 @@ impl LossAudit {
         }
         table.push_str("</table>\n");
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>detox audit lm</title>\n<style>body{{font-family:system-ui,sans-serif;color:#222;max-width:1040px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;font-size:.9em}}th,td{{border:1px solid #ccc;padding:.25em .5em;text-align:right}}td:first-child,th:first-child{{text-align:left}}svg{{max-width:100%;height:auto}}</style>\n</head>\n<body>\n<h1>LM loss by group</h1>\n<p>{} against {}: the relative increase of bits per byte on each group's texts (a 95% percentile bootstrap interval over the group's texts, {} resamples, seed {}). Red: the interval lies above the overall increase ({}). Texts a side blocks (a method gives one of their tokens probability 0) are left out of the pairing and counted. Faded: fewer than {} paired texts.</p>\n<figure>{svg}</figure>\n{table}</body>\n</html>\n",
+            "<h2>LM loss by group</h2>\n<p>{} against {}: the relative increase of bits per byte on each group's texts (a 95% percentile bootstrap interval over the group's texts, {} resamples, seed {}). Red: the interval lies above the overall increase ({}). Texts a side blocks (a method gives one of their tokens probability 0) are left out of the pairing and counted. Faded: fewer than {} paired texts.</p>\n<figure>{svg}</figure>\n{table}",
             esc(&self.other),
             esc(&self.base),
             self.resamples,
@@ -642,22 +560,14 @@ impl LossAudit {
             self.min_group
         )
     }
+}
 
-    /// Writes `audit.json` and `audit.html` into `dir` (created; each written atomically).
-    pub fn write(&self, dir: &Path) -> Result<Vec<std::path::PathBuf>, AuditError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| AuditError::Output(format!("{}: {e}", dir.display())))?;
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| AuditError::Output(e.to_string()))?;
-        let files = [
-            (dir.join("audit.json"), json + "\n"),
-            (dir.join("audit.html"), self.html()),
-        ];
-        for (p, text) in &files {
-            detox_io::files::write_atomic(p, text.as_bytes())
-                .map_err(|e| AuditError::Output(e.to_string()))?;
-        }
-        Ok(files.into_iter().map(|(p, _)| p).collect())
+/// A relative change as a signed percentage (`–` when not finite).
+pub(crate) fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:+.1}%", 100.0 * x)
+    } else {
+        "–".into()
     }
 }
 

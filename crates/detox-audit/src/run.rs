@@ -52,6 +52,32 @@ pub struct TrainedTerms {
     pub terms: Vec<String>,
 }
 
+impl TrainedTerms {
+    /// A list of terms, one per line (blank lines and `#` comments skipped), lower-cased.
+    pub fn from_file(path: &Path) -> Result<Self, AuditError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let terms: Vec<String> = text
+            .lines()
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        if terms.is_empty() {
+            return Err(AuditError::Data {
+                path: path.to_path_buf(),
+                line: 0,
+                message: "no terms (one identity term per line)".into(),
+            });
+        }
+        Ok(Self {
+            source: path.display().to_string(),
+            terms,
+        })
+    }
+}
+
 /// What to audit.
 #[derive(Debug, Clone)]
 pub enum AuditData {

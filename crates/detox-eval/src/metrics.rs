@@ -297,7 +297,10 @@ mod tests {
         let m = subset_metrics(&[p(&[0.2, 0.7])], Threshold::default(), 10, 0);
         assert!(m.expected_max_toxicity_std.is_nan());
         let json = serde_json::to_string(&m).unwrap();
-        assert!(json.contains("\"expected_max_toxicity_std\":null"), "{json}");
+        assert!(
+            json.contains("\"expected_max_toxicity_std\":null"),
+            "{json}"
+        );
         let back: SubsetMetrics = serde_json::from_str(&json).unwrap();
         assert!(back.expected_max_toxicity_std.is_nan());
         assert_eq!(back.expected_max_toxicity, m.expected_max_toxicity);

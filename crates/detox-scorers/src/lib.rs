@@ -94,6 +94,17 @@ pub enum LoadError {
     Model(#[from] candle_core::Error),
 }
 
+/// The identity terms a scorer folder's training data named, as `detox train` records them in
+/// its spec's `training.identity_terms` (`detox-head.json` or `detox-ngram.json`); `None` when
+/// `dir` holds neither spec or the spec records no list (an older or foreign folder).
+pub fn trained_identity_terms(dir: &std::path::Path) -> Option<Vec<String>> {
+    [head::HEAD_SPEC, ngram::NGRAM_SPEC].iter().find_map(|f| {
+        let text = std::fs::read_to_string(dir.join(f)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        serde_json::from_value(v["training"]["identity_terms"].clone()).ok()
+    })
+}
+
 /// Loads a scorer from a local path: a Hugging Face classifier folder, a Detoxify `.ckpt`
 /// (or a folder holding exactly one). `base_dir` overrides where a Detoxify checkpoint's base
 /// config and tokenizer are read from.
@@ -138,4 +149,30 @@ pub fn load_scorer(
         path: path.display().to_string(),
         what: "config.json with model weights, nor a single Detoxify .ckpt".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_s_recorded_identity_terms_are_read_from_its_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(trained_identity_terms(dir.path()), None);
+        std::fs::write(
+            dir.path().join(ngram::NGRAM_SPEC),
+            r#"{"format": "x", "training": {"identity_terms": ["gay", "deaf"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            trained_identity_terms(dir.path()),
+            Some(vec!["gay".to_string(), "deaf".to_string()])
+        );
+        std::fs::write(
+            dir.path().join(ngram::NGRAM_SPEC),
+            r#"{"format": "x", "training": {}}"#,
+        )
+        .unwrap();
+        assert_eq!(trained_identity_terms(dir.path()), None);
+    }
 }

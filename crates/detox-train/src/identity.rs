@@ -9,6 +9,9 @@
 
 use crate::data::{targets_for, Example};
 
+/// The source name of the counter-examples (`--source-weight identity-counterexamples=W`).
+pub const SOURCE: &str = "identity-counterexamples";
+
 /// Group words used in the counter-examples, as they read after "a" / before "people".
 pub const TERMS: &[&str] = &[
     "gay",
@@ -147,7 +150,7 @@ pub fn identity_examples() -> Vec<Example> {
                     ("identity_attack", 0.02),
                     ("insult", 0.02),
                 ]),
-                source: "identity-counterexamples".into(),
+                source: SOURCE.into(),
                 key: text.clone(),
                 text,
                 perspective: false,
@@ -161,7 +164,7 @@ pub fn identity_examples() -> Vec<Example> {
                     ("identity_attack", 0.95),
                     ("insult", 0.8),
                 ]),
-                source: "identity-counterexamples".into(),
+                source: SOURCE.into(),
                 key: text.clone(),
                 text,
                 perspective: false,

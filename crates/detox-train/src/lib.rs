@@ -376,6 +376,7 @@ pub fn train(
             "final_loss": final_loss,
             "dev_metrics": report.dev,
             "split": "sha256(source, key): first byte % 10 == 0 is dev",
+            "identity_terms": identity_terms_trained(examples),
         }),
     };
     for (name, t) in overrides {
@@ -540,6 +541,7 @@ pub fn train_ngram(
             "train_examples": report.train_examples,
             "dev_examples": report.dev_examples,
             "dev_metrics": report.dev,
+            "identity_terms": identity_terms_trained(examples),
         }),
     };
     let mut tensors = HashMap::new();
@@ -559,6 +561,17 @@ pub fn train_ngram(
         &tensors,
     )?;
     Ok(report)
+}
+
+/// The identity terms the training examples name through this project's counter-examples
+/// ([`identity::TERMS`], when any example comes from them), recorded in the scorer folder's
+/// `training.identity_terms` so `detox audit scorer` reports those terms apart.
+fn identity_terms_trained(examples: &[Example]) -> Vec<&'static str> {
+    if examples.iter().any(|e| e.source == identity::SOURCE) {
+        identity::TERMS.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Writes a head folder atomically (a temporary sibling renamed into place).

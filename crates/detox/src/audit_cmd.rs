@@ -79,6 +79,11 @@ pub struct ScorerArgs {
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
 
+    /// The identity terms the scorer's training data names, one per line (default: the
+    /// built-in scorers' counter-example terms, or what a `detox train` folder records).
+    #[arg(long, value_name = "FILE")]
+    pub trained_terms: Option<PathBuf>,
+
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -112,23 +117,31 @@ fn run_scorer(args: ScorerArgs, offline: bool) -> Result<ExitCode> {
     let opts = LoadOptions::parallel(args.batch_size, threads, offline);
     let spec: ScorerSpec = args.scorer.parse()?;
     let scorer = spec.load(&opts)?;
-    let plan = AuditPlan {
-        scorer: args.scorer.clone(),
-        scorer_identity: serde_json::to_value(spec.identity(&opts)?)?,
-        data,
-        trained: spec
-            .is_builtin()
-            .then(detox_train::quality::builtin_trained_terms),
-        options: AuditOptions {
-            attribute: args.attribute,
-            threshold: args.threshold,
-            seed: args.seed,
-            bootstrap: args.bootstrap,
-            min_group: args.min_group,
-            per_descriptor: args.per_descriptor,
-            ..Default::default()
-        },
-    };
+    let plan =
+        AuditPlan {
+            scorer: args.scorer.clone(),
+            scorer_identity: serde_json::to_value(spec.identity(&opts)?)?,
+            data,
+            trained: match (&args.trained_terms, &spec) {
+                (Some(f), _) => Some(detox_audit::TrainedTerms::from_file(f)?),
+                (None, s) if s.is_builtin() => Some(detox_train::quality::builtin_trained_terms()),
+                (None, ScorerSpec::Named(p)) => detox_scorers::trained_identity_terms(p.as_ref())
+                    .map(|terms| detox_audit::TrainedTerms {
+                        source: format!("{p}: training.identity_terms (recorded by detox train)"),
+                        terms,
+                    }),
+                (None, _) => None,
+            },
+            options: AuditOptions {
+                attribute: args.attribute,
+                threshold: args.threshold,
+                seed: args.seed,
+                bootstrap: args.bootstrap,
+                min_group: args.min_group,
+                per_descriptor: args.per_descriptor,
+                ..Default::default()
+            },
+        };
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} scoring {msg} [{bar:30}] {pos}/{len}")
@@ -207,6 +220,31 @@ pub struct LmArgs {
     #[arg(long, default_value_t = 30)]
     pub min_group: usize,
 
+    /// The scorer of the generations (coverage, who gets flagged), as in `detox score`.
+    #[arg(long, default_value = DEFAULT_SCORER)]
+    pub scorer: String,
+
+    /// Coverage: BOLD prompts per group, drawn with the seed (0: no generations).
+    #[arg(long, default_value_t = 4)]
+    pub coverage_prompts: usize,
+
+    /// Coverage: samples per prompt.
+    #[arg(long, default_value_t = 8)]
+    pub samples: usize,
+
+    /// Coverage: new tokens per sample.
+    #[arg(long, default_value_t = 20)]
+    pub max_tokens: usize,
+
+    /// Flagged: a toxicity at or above this.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+
+    /// Who gets flagged from two `detox eval` run folders (without and with the mitigation)
+    /// instead of this audit's own BOLD generations.
+    #[arg(long, num_args = 2, value_names = ["BASE", "OTHER"])]
+    pub runs: Option<Vec<PathBuf>>,
+
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -242,51 +280,82 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
             m.name()
         );
     }
-    let groups = detox_audit::lm::all_groups(
-        &args.data,
-        &detox_audit::lm::GroupData {
+    // The base side samples without the methods, so it is the model loaded without them.
+    let base = load_lm(&args.model, Vec::new(), threads, offline)?;
+    let other = match (&args.against, mitigations.is_empty()) {
+        (Some(a), _) => load_lm(a, Vec::new(), threads, offline)?,
+        (None, _) => load_lm(&args.model, mitigations, threads, offline)?,
+    };
+    let other_label = match &args.against {
+        Some(a) => a.clone(),
+        None => format!(
+            "{} + {}",
+            args.model,
+            args.mitigate.clone().unwrap_or_default()
+        ),
+    };
+    let scorer_opts = LoadOptions::parallel(64, threads, offline);
+    let spec: ScorerSpec = args.scorer.parse()?;
+    let scorer = if args.coverage_prompts > 0 || args.runs.is_none() {
+        Some((
+            spec.load(&scorer_opts)?,
+            serde_json::to_value(spec.identity(&scorer_opts)?)?,
+        ))
+    } else {
+        None
+    };
+    let plan = detox_audit::lm_report::LmPlan {
+        data: args.data.clone(),
+        groups: detox_audit::lm::GroupData {
             per_descriptor: args.per_descriptor,
             per_group: args.per_group,
             seed: args.seed,
             ..Default::default()
         },
-    )?;
-    let lm = load_lm(&args.model, mitigations, threads, offline)?;
-    let against = args
-        .against
-        .as_deref()
-        .map(|a| load_lm(a, Vec::new(), threads, offline))
-        .transpose()?;
-    let (other_label, other) = match &against {
-        Some(m) => (
-            args.against.clone().unwrap_or_default(),
-            detox_audit::lm::side(m.as_ref(), false),
-        ),
-        None => (
-            format!(
-                "{} + {}",
-                args.model,
-                args.mitigate.clone().unwrap_or_default()
-            ),
-            detox_audit::lm::side(lm.as_ref(), true),
-        ),
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+        min_group: args.min_group,
+        threshold: args.threshold,
+        scorer: scorer
+            .as_ref()
+            .map(|(s, id)| (s.as_ref(), args.scorer.clone(), id.clone())),
+        coverage: (args.coverage_prompts > 0).then(|| detox_audit::lm_report::CoverageOptions {
+            prompts_per_group: args.coverage_prompts,
+            request: detox_lm::GenerationRequest {
+                samples: args.samples,
+                max_tokens: args.max_tokens,
+                params: detox_lm::sampling::SamplingParams {
+                    seed: args.seed,
+                    ..Default::default()
+                },
+                perplexity: false,
+            },
+        }),
+        runs: args.runs.as_ref().and_then(|r| match r.as_slice() {
+            [a, b] => Some((a.clone(), b.clone())),
+            _ => None,
+        }),
     };
-    let base = detox_audit::lm::side(lm.as_ref(), false);
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} LM loss [{bar:30}] {pos}/{len} texts, eta {eta}")
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}, eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let audit = detox_audit::lm::loss_audit(
-        &groups,
-        (&args.model, &other_label),
-        &base,
-        &other,
-        args.bootstrap,
-        args.seed,
-        args.min_group,
-        &mut |done, total| {
+    let audit = detox_audit::lm_report::lm_audit(
+        &plan,
+        detox_audit::lm_report::Side {
+            label: &args.model,
+            lm: base.as_ref(),
+            mitigated: false,
+        },
+        detox_audit::lm_report::Side {
+            label: &other_label,
+            lm: other.as_ref(),
+            mitigated: args.against.is_none(),
+        },
+        &mut |stage, done, total| {
+            bar.set_message(stage.to_string());
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         },
@@ -295,9 +364,12 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
     let files = audit.write(&args.out)?;
     print!("{}", audit.table());
     eprintln!(
-        "detox: {} texts in {} groups, {:.1}s; wrote {}",
-        audit.overall.texts,
-        audit.groups.len(),
+        "detox: {} texts in {} groups ({:.1}s), {} samples generated and scored ({:.1}s), {:.1}s in all; wrote {}",
+        audit.loss.overall.texts,
+        audit.loss.groups.len(),
+        audit.timing.loss_s,
+        audit.timing.samples,
+        audit.timing.generation_s,
         start.elapsed().as_secs_f64(),
         listed(&files)
     );

@@ -305,6 +305,12 @@ fn train_then_score_with_the_trained_folder() {
         stdout.contains("labelled"),
         "dev metrics per source: {stdout}"
     );
+    // A user's file names no identity terms through the counter-examples: the folder records
+    // an empty list, so `detox audit scorer` treats every audit term as out of sample.
+    assert_eq!(
+        detox_scorers::trained_identity_terms(&out_dir),
+        Some(Vec::new())
+    );
 
     let mut cmd = bin();
     cmd.args(["score", "--scorer"]).arg(&out_dir);
