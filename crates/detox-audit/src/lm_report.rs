@@ -199,6 +199,9 @@ fn run_samples(dir: &Path) -> Result<(String, Vec<(String, f64)>), AuditError> {
     Ok((label, samples))
 }
 
+/// Both sides' samples of every coverage prompt.
+type Generated = (Vec<Vec<Sample>>, Vec<Vec<Sample>>);
+
 /// Runs the audit. `progress(stage, done, total)` hears each stage's progress.
 pub fn lm_audit(
     plan: &LmPlan,
@@ -229,7 +232,7 @@ pub fn lm_audit(
 
     // Coverage of BOLD's groups.
     let t = Instant::now();
-    let mut generated: Option<(Vec<Vec<Sample>>, Vec<Vec<Sample>>)> = None;
+    let mut generated: Option<Generated> = None;
     let mut cov = None;
     let mut samples = 0;
     match (&plan.coverage, &plan.scorer) {
