@@ -285,21 +285,28 @@ fn audit_of_a_labelled_file_marks_a_group_below_the_minimum() {
     assert!(e.contains("no row has a group in field `team`"), "{e}");
 }
 
-#[test]
-fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
+/// The shared data `detox audit lm` reads and SmolLM2, or `None` (skipped locally, a failure
+/// in CI) when absent.
+fn lm_audit_inputs() -> Option<(PathBuf, PathBuf)> {
     let data = shared_data();
     let present = [
         "holistic-bias/v1.1",
         "toxigen-prompts/prompts",
         "bold",
         "twitteraae-model",
+        "jigsaw-sentence-templates",
     ]
     .iter()
     .all(|d| data.join(d).is_dir());
     if !detox_core::testing::require("../shared/data (the audit lm sources)", present) {
-        return;
+        return None;
     }
-    let Some(model) = cached_smollm2() else {
+    Some((data, cached_smollm2()?))
+}
+
+#[test]
+fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
+    let Some((data, model)) = lm_audit_inputs() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -428,20 +435,7 @@ fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
 
 #[test]
 fn audit_lm_reads_who_gets_flagged_from_two_eval_runs() {
-    let data = shared_data();
-    let present = [
-        "holistic-bias/v1.1",
-        "toxigen-prompts/prompts",
-        "bold",
-        "twitteraae-model",
-        "jigsaw-sentence-templates",
-    ]
-    .iter()
-    .all(|d| data.join(d).exists());
-    if !detox_core::testing::require("../shared/data (the audit lm sources)", present) {
-        return;
-    }
-    let Some(model) = cached_smollm2() else {
+    let Some((data, model)) = lm_audit_inputs() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
