@@ -274,7 +274,8 @@ pub fn lm_audit(
     let generation_s = t.elapsed().as_secs_f64();
 
     // Who gets flagged.
-    let identity = Terms::new(crate::data::identity_terms(data)?);
+    let identity =
+        || -> Result<Terms, AuditError> { Ok(Terms::new(crate::data::identity_terms(data)?)) };
     let flagged = match (&plan.runs, &generated) {
         (Some((a, b)), _) => {
             let (la, sa) = run_samples(a)?;
@@ -293,7 +294,7 @@ pub fn lm_audit(
                 (&la, &lb),
                 &xa,
                 &xb,
-                &identity,
+                &identity()?,
                 plan.threshold,
                 plan.min_group,
             ))
@@ -313,7 +314,7 @@ pub fn lm_audit(
                 (base.label, other.label),
                 &flat(bs),
                 &flat(os),
-                &identity,
+                &identity()?,
                 plan.threshold,
                 plan.min_group,
             ))

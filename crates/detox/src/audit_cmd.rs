@@ -282,9 +282,9 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
     }
     // The base side samples without the methods, so it is the model loaded without them.
     let base = load_lm(&args.model, Vec::new(), threads, offline)?;
-    let other = match (&args.against, mitigations.is_empty()) {
-        (Some(a), _) => load_lm(a, Vec::new(), threads, offline)?,
-        (None, _) => load_lm(&args.model, mitigations, threads, offline)?,
+    let other = match &args.against {
+        Some(a) => load_lm(a, Vec::new(), threads, offline)?,
+        None => load_lm(&args.model, mitigations, threads, offline)?,
     };
     let other_label = match &args.against {
         Some(a) => a.clone(),
@@ -296,7 +296,8 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
     };
     let scorer_opts = LoadOptions::parallel(64, threads, offline);
     let spec: ScorerSpec = args.scorer.parse()?;
-    let scorer = if args.coverage_prompts > 0 || args.runs.is_none() {
+    // Only the coverage generations are scored here (eval runs carry their own scores).
+    let scorer = if args.coverage_prompts > 0 {
         Some((
             spec.load(&scorer_opts)?,
             serde_json::to_value(spec.identity(&scorer_opts)?)?,
