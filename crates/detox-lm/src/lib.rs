@@ -89,31 +89,51 @@ pub(crate) fn tail_nll_after(
         return Ok(vec![0.0; tails.len()]);
     }
     let device = model.device();
-    let first = candle_nn::ops::log_softmax(&Tensor::new(logits, device)?, 0)?.to_vec1::<f32>()?;
     let k = tails.len();
     let mut cache = cache.repeat(k)?;
-    let padded: Vec<u32> = tails
-        .iter()
-        .flat_map(|c| c.iter().copied().chain(std::iter::repeat(0)).take(longest))
-        .collect();
-    let ids = Tensor::from_vec(padded, (k, longest), device)?;
-    let logp = candle_nn::ops::log_softmax(&model.forward(&ids, &mut cache, true)?, 2)?;
+    // The last position's logits are never read (nothing follows it).
+    let inner = longest - 1;
+    let logits_all = if inner > 0 {
+        let padded: Vec<u32> = tails
+            .iter()
+            .flat_map(|c| c.iter().copied().chain(std::iter::repeat(0)).take(inner))
+            .collect();
+        let ids = Tensor::from_vec(padded, (k, inner), device)?;
+        model
+            .forward(&ids, &mut cache, true)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+    } else {
+        Vec::new()
+    };
+    let vocab = logits.len();
     let mut out = Vec::with_capacity(k);
     for (i, c) in tails.iter().enumerate() {
-        if c.is_empty() {
-            out.push(0.0);
-            continue;
-        }
-        let mut nll = -(first[c[0] as usize] as f64);
-        if c.len() > 1 {
-            let rows = logp.get(i)?.narrow(0, 0, c.len() - 1)?;
-            let next = Tensor::new(&c[1..], device)?.unsqueeze(1)?;
-            let picked = rows.gather(&next, 1)?.squeeze(1)?.to_vec1::<f32>()?;
-            nll -= picked.iter().map(|&x| x as f64).sum::<f64>();
+        let mut nll = 0.0f64;
+        for (j, &tok) in c.iter().enumerate() {
+            // Position j is predicted by the prompt's last logits (j = 0) or by the tail's
+            // token j - 1.
+            let row = if j == 0 {
+                logits
+            } else {
+                let at = (i * inner + j - 1) * vocab;
+                &logits_all[at..at + vocab]
+            };
+            nll -= log_softmax_at(row, tok);
         }
         out.push(nll);
     }
     Ok(out)
+}
+
+/// `log softmax(row)[token]`, accumulated in f64 (negative infinity for a token outside the
+/// row).
+pub(crate) fn log_softmax_at(row: &[f32], token: u32) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    row.get(token as usize)
+        .map(|&x| (x - max) as f64 - sum.ln())
+        .unwrap_or(f64::NEG_INFINITY)
 }
 
 /// Conditional perplexity of each continuation given the prompt, as DExperts reports it:

@@ -13,6 +13,7 @@
 use crate::decoding::{Mitigation, PreparedPrompt};
 use crate::tokenizer::LmTokenizer;
 use crate::{CausalLm, LmError};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// One text's loss.
@@ -110,13 +111,21 @@ pub fn text_losses(
         };
         texts.len()
     ];
-    for chunk in order.chunks(BATCH) {
-        let tails: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let nll = if methods.is_empty() {
-            prepared.base_nll(&tails)?
-        } else {
-            prepared.mitigated_nll(&tails)?
-        };
+    // Batches run side by side on the process's thread pool (candle's kernels are
+    // single-threaded inside each, see `detox_spec::configure_threads`).
+    let batches: Vec<&[usize]> = order.chunks(BATCH).collect();
+    let nll: Vec<Vec<f64>> = batches
+        .par_iter()
+        .map(|chunk| {
+            let tails: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            if methods.is_empty() {
+                prepared.base_nll(&tails)
+            } else {
+                prepared.mitigated_nll(&tails)
+            }
+        })
+        .collect::<candle_core::Result<_>>()?;
+    for (chunk, nll) in batches.iter().zip(nll) {
         for (&i, n) in chunk.iter().zip(nll) {
             out[i] = TextLoss {
                 nll: n,

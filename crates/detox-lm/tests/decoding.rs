@@ -362,3 +362,70 @@ fn dexperts_matches_the_pytorch_reference() {
     .to_string();
     assert!(err.contains("vocabulary has 320 tokens"), "{err}");
 }
+
+/// The log-likelihood of known text runs the model and every side model (self-debiasing's
+/// prefixed copies, DExperts' experts) over the whole tails in one pass; it must equal the
+/// stepped path sampling uses, one model step per token, for every method and their
+/// composition, with tails of different lengths (padding) and empty ones.
+#[test]
+fn batched_likelihood_equals_the_stepped_one() {
+    use detox_lm::decoding::{DExperts, SelfDebias};
+    use detox_lm::gpt2::Gpt2;
+    use detox_lm::tokenizer::LmTokenizer;
+    use detox_lm::CausalLm;
+    use std::sync::Arc;
+
+    let dir = fixture("tiny-gpt2-sd");
+    let gpt2 = Gpt2::load(&dir, &Device::Cpu).unwrap();
+    let tok = LmTokenizer::from_folder(&dir, gpt2.config.bos, gpt2.config.eos).unwrap();
+    let base: Arc<dyn CausalLm> = Arc::new(gpt2);
+    let load = |name: &str| -> Arc<dyn CausalLm> {
+        Arc::new(Gpt2::load(&fixture(name), &Device::Cpu).unwrap())
+    };
+    let sd = SelfDebias::new(base.clone(), &tok, 50.0, 0.01).unwrap();
+    // filter_p 1.0 keeps every token in the nucleus, so no tail is cut to infinity by it.
+    let dx = DExperts::new(
+        base.as_ref(),
+        Some(load("tiny-gpt2-expert")),
+        load("tiny-gpt2-anti"),
+        2.0,
+        1.0,
+        (None, "anti".into()),
+    )
+    .unwrap();
+    let wf = WordFilter::from_sequences([vec![17], vec![30, 31]], "test", 2);
+    let prompt = tok.encode("The weather today").unwrap();
+    let tails = vec![
+        vec![40, 41, 42, 43, 44, 45, 46],
+        vec![5],
+        vec![],
+        vec![30, 31, 9],
+        vec![100, 200, 17, 3],
+        vec![250, 251, 252, 253, 254, 255, 256, 257, 258],
+    ];
+    let cases: Vec<(&str, Vec<&dyn Mitigation>)> = vec![
+        ("none", vec![]),
+        ("word filter", vec![&wf]),
+        ("self-debias", vec![&sd]),
+        ("dexperts", vec![&dx]),
+        ("word filter + self-debias + dexperts", vec![&wf, &sd, &dx]),
+    ];
+    for (name, methods) in cases {
+        let p = PreparedPrompt::new(base.as_ref(), &methods, &prompt).unwrap();
+        let batched = p.mitigated_nll(&tails).unwrap();
+        let stepped = p.mitigated_nll_stepwise(&tails).unwrap();
+        for (i, (a, b)) in batched.iter().zip(&stepped).enumerate() {
+            let same = if b.is_finite() {
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0)
+            } else {
+                a == b
+            };
+            assert!(same, "{name}, tail {i}: batched {a} vs stepped {b}");
+        }
+        assert_eq!(batched[2], 0.0, "{name}: an empty tail costs nothing");
+        if name.starts_with("word filter") {
+            assert_eq!(batched[3], f64::INFINITY, "{name}: 30 31 is banned");
+            assert_eq!(batched[4], f64::INFINITY, "{name}: 17 is banned");
+        }
+    }
+}

@@ -45,7 +45,9 @@ fn loss_is_the_log_likelihood_after_bos_and_the_filter_blocks_or_lowers_it() {
     assert_eq!(plain.losses(&TEXTS, true).unwrap(), got);
 
     let list = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(list.path(), "weather\nhello\n").unwrap();
+    // "z" is one token in every spelling, so it is banned at every position and every allowed
+    // text is strictly likelier; "weather" and "hello" are several tokens each.
+    std::fs::write(list.path(), "weather\nhello\nz\n").unwrap();
     let filtered = LocalLm::load(&dir, &Device::Cpu)
         .unwrap()
         .with_mitigations(&[MitigationSpec::WordFilter {

@@ -142,6 +142,22 @@ impl<'a> PreparedMitigation<'a> for Primed<'a> {
             anti: self.anti.rows(rows)?,
         }))
     }
+
+    fn start_forced(
+        &self,
+        tails: &[Vec<u32>],
+    ) -> candle_core::Result<Box<dyn MitigationState + 'a>> {
+        let m = self.method;
+        let expert = match (&m.expert, &self.expert) {
+            (Some(model), Some(e)) => Some(e.forced(model.as_ref(), tails)?),
+            _ => None,
+        };
+        Ok(Box::new(Steering {
+            method: m,
+            expert,
+            anti: self.anti.forced(m.anti.as_ref(), tails)?,
+        }))
+    }
 }
 
 /// The experts' caches and next-token logits for one generation's rows.

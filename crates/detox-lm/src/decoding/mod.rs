@@ -25,7 +25,7 @@ pub use word_filter::WordFilter;
 
 use crate::cache::KvCache;
 use crate::sampling::{sample, SampleRng, SamplingParams};
-use crate::CausalLm;
+use crate::{log_softmax_at, CausalLm};
 use candle_core::{Result, Tensor};
 
 /// A decoding-time method.
@@ -43,6 +43,16 @@ pub trait Mitigation: Send + Sync {
 pub trait PreparedMitigation<'a>: Send + Sync {
     /// Starts a generation of `rows` rows after the prompt.
     fn start(&self, rows: usize) -> Result<Box<dyn MitigationState + 'a>>;
+
+    /// Starts a teacher-forced pass (the log-likelihood of given text): row i takes
+    /// `tails[i][step]` at each step, then the padding token 0 once its tail has ended. A
+    /// method that runs models beside the sampled one can run them over the whole tails in one
+    /// batched forward pass here ([`Prefill::forced`]) instead of one pass per step; its state
+    /// must then change the logits exactly as the stepped state would. By default the stepped
+    /// state ([`Self::start`]).
+    fn start_forced(&self, tails: &[Vec<u32>]) -> Result<Box<dyn MitigationState + 'a>> {
+        self.start(tails.len())
+    }
 }
 
 /// One generation's state of a method.
@@ -99,28 +109,108 @@ impl Prefill {
     /// `n` rows continuing the prompt.
     pub(crate) fn rows(&self, n: usize) -> Result<Rows> {
         Ok(Rows {
-            cache: self.cache.repeat(n)?,
+            next: Next::Stepped(self.cache.repeat(n)?),
             logits: vec![self.logits.clone(); n],
         })
     }
+
+    /// Rows continuing the prompt with known `tails` (padded with token 0 to the longest): the
+    /// logits of every position come from one forward pass over the padded tails, and each
+    /// [`Rows::step`] only moves to the next position (checking that the rows took their
+    /// tails' tokens). Attention is causal, so the padding after a tail cannot change it.
+    pub(crate) fn forced(&self, model: &dyn CausalLm, tails: &[Vec<u32>]) -> Result<Rows> {
+        let k = tails.len();
+        let longest = tails.iter().map(Vec::len).max().unwrap_or(0);
+        let padded = pad(tails, longest);
+        // The last position's logits are never read (nothing follows it).
+        let ahead = if longest > 1 {
+            let ids = Tensor::from_vec(
+                padded
+                    .iter()
+                    .flat_map(|t| t[..longest - 1].iter().copied())
+                    .collect::<Vec<u32>>(),
+                (k, longest - 1),
+                model.device(),
+            )?;
+            let mut cache = self.cache.repeat(k)?;
+            Some(model.forward(&ids, &mut cache, true)?)
+        } else {
+            None
+        };
+        Ok(Rows {
+            next: Next::Forced {
+                logits: ahead,
+                tails: padded,
+                position: 0,
+            },
+            logits: vec![self.logits.clone(); k],
+        })
+    }
+}
+
+/// `tails` padded with token 0 to `len`.
+fn pad(tails: &[Vec<u32>], len: usize) -> Vec<Vec<u32>> {
+    tails
+        .iter()
+        .map(|t| {
+            t.iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(len)
+                .collect()
+        })
+        .collect()
+}
+
+/// Where a [`Rows`]' next logits come from.
+enum Next {
+    /// One model step per token, on this cache.
+    Stepped(KvCache),
+    /// Teacher-forced: every position's logits computed at once ([B, L, vocab]), the tokens
+    /// the rows must take, and the position the rows are at.
+    Forced {
+        logits: Option<Tensor>,
+        tails: Vec<Vec<u32>>,
+        position: usize,
+    },
 }
 
 /// One model's rows after a shared prompt ([`Prefill::rows`]): each step runs the rows'
 /// chosen tokens. The sampled model and every model a method runs beside it (prefixed
 /// prompts, experts) step this way.
 pub(crate) struct Rows {
-    cache: KvCache,
+    next: Next,
     /// The rows' next-token logits.
     pub(crate) logits: Vec<Vec<f32>>,
 }
 
 impl Rows {
-    /// Row i takes `tokens[i]`: one step of the model.
+    /// Row i takes `tokens[i]`: one step of the model (or, for forced rows, the next
+    /// position's precomputed logits).
     pub(crate) fn step(&mut self, model: &dyn CausalLm, tokens: &[u32]) -> Result<()> {
-        let ids = Tensor::new(tokens, model.device())?.unsqueeze(1)?;
-        self.logits = model
-            .forward(&ids, &mut self.cache, false)?
-            .to_vec2::<f32>()?;
+        match &mut self.next {
+            Next::Stepped(cache) => {
+                let ids = Tensor::new(tokens, model.device())?.unsqueeze(1)?;
+                self.logits = model.forward(&ids, cache, false)?.to_vec2::<f32>()?;
+            }
+            Next::Forced {
+                logits,
+                tails,
+                position,
+            } => {
+                let expected: Vec<u32> = tails.iter().map(|t| t[*position]).collect();
+                if tokens != expected.as_slice() {
+                    candle_core::bail!(
+                        "forced rows took {tokens:?} at position {position}, their tails hold {expected:?}"
+                    );
+                }
+                let all = logits.as_ref().ok_or_else(|| {
+                    candle_core::Error::Msg("forced rows stepped past their tails".into())
+                })?;
+                self.logits = all.narrow(1, *position, 1)?.squeeze(1)?.to_vec2::<f32>()?;
+                *position += 1;
+            }
+        }
         Ok(())
     }
 }
@@ -183,6 +273,22 @@ impl<'a> PreparedPrompt<'a> {
         })
     }
 
+    /// Rows forced through `tails`: the model and every method's side models run each over the
+    /// whole tails at once ([`PreparedMitigation::start_forced`]).
+    fn lockstep_forced(&self, tails: &[Vec<u32>]) -> Result<Lockstep<'a>> {
+        Ok(Lockstep {
+            model: self.model,
+            rows: self.base.forced(self.model, tails)?,
+            states: States(
+                self.methods
+                    .iter()
+                    .map(|m| m.start_forced(tails))
+                    .collect::<Result<_>>()?,
+            ),
+            history: vec![self.prompt.clone(); tails.len()],
+        })
+    }
+
     /// One continuation per random stream in `streams`, at most `max_new` tokens each, a
     /// sample stopping at any id in `stop` (not included); the rows decode as one batch, the
     /// methods changing the logits at every step. Stream `s` is keyed by (seed, `prompt_index`,
@@ -232,15 +338,31 @@ impl<'a> PreparedPrompt<'a> {
     }
 
     /// The negative log-likelihood of each of `tails` after the prompt under the mitigated
-    /// distribution ([`mitigated_tail_nll`]).
+    /// distribution ([`mitigated_tail_nll`]). The tails are known, so the model and the
+    /// methods' side models each run over them in one batched forward pass, and only the
+    /// methods' changes to the logits go position by position; the result is
+    /// [`Self::mitigated_nll_stepwise`]'s up to floating-point summation order.
     pub fn mitigated_nll(&self, tails: &[Vec<u32>]) -> Result<Vec<f64>> {
-        let k = tails.len();
-        let longest = tails.iter().map(|t| t.len()).max().unwrap_or(0);
-        if longest == 0 {
-            return Ok(vec![0.0; k]);
+        if tails.iter().all(Vec::is_empty) {
+            return Ok(vec![0.0; tails.len()]);
         }
-        let mut rows = self.lockstep(k)?;
-        let mut nll = vec![0.0f64; k];
+        self.forced_nll(self.lockstep_forced(tails)?, tails)
+    }
+
+    /// [`Self::mitigated_nll`] the way sampling runs: one model step (and one step of every
+    /// side model) per token. Slower; the reference the batched path is checked against.
+    pub fn mitigated_nll_stepwise(&self, tails: &[Vec<u32>]) -> Result<Vec<f64>> {
+        if tails.iter().all(Vec::is_empty) {
+            return Ok(vec![0.0; tails.len()]);
+        }
+        self.forced_nll(self.lockstep(tails.len())?, tails)
+    }
+
+    /// Walks `rows` through `tails`, scoring each forced token by the log-softmax of the
+    /// methods' changed logits.
+    fn forced_nll(&self, mut rows: Lockstep<'a>, tails: &[Vec<u32>]) -> Result<Vec<f64>> {
+        let longest = tails.iter().map(|t| t.len()).max().unwrap_or(0);
+        let mut nll = vec![0.0f64; tails.len()];
         for step in 0..longest {
             let logits = rows.adjusted()?;
             for (i, t) in tails.iter().enumerate() {
@@ -315,14 +437,6 @@ pub fn generate_mitigated(
         params,
         prompt_index,
     )
-}
-
-fn log_softmax_at(row: &[f32], token: u32) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
-    row.get(token as usize)
-        .map(|&x| x as f64 - max - sum.ln())
-        .unwrap_or(f64::NEG_INFINITY)
 }
 
 /// The negative log-likelihood (natural log, summed over tokens) of each of `tails` after

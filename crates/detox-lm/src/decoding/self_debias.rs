@@ -119,6 +119,18 @@ impl<'a> PreparedMitigation<'a> for Prefixed<'a> {
                 .collect::<Result<_>>()?,
         }))
     }
+
+    fn start_forced(&self, tails: &[Vec<u32>]) -> Result<Box<dyn MitigationState + 'a>> {
+        let model = self.method.model.as_ref();
+        Ok(Box::new(Debiasing {
+            method: self.method,
+            prefixed: self
+                .prefixed
+                .iter()
+                .map(|p| p.forced(model, tails))
+                .collect::<Result<_>>()?,
+        }))
+    }
 }
 
 /// The prefixed copies of one generation's rows.
