@@ -63,6 +63,7 @@ fn help_of_every_command() {
         &["dialect"],
         &["audit"],
         &["audit", "scorer"],
+        &["audit", "lm"],
     ];
     let _g = settings().bind_to_scope();
     for c in commands {
