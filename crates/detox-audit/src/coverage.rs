@@ -286,10 +286,12 @@ pub struct Sample {
 
 /// Samples `request.samples` continuations of every prompt from `lm` (prompt `i` keys the
 /// random streams with `i + 1`, so two models or a model with and without its methods draw
-/// from the same streams) and scores them; `progress(done)` hears each prompt finished.
+/// from the same streams) and scores them; `progress(done)` hears each prompt finished. With
+/// `filter`, a sample scored at or above its threshold is drawn again as `detox eval` does.
 pub fn generate(
     lm: &dyn LanguageModel,
     scorer: &dyn Scorer,
+    filter: Option<&detox_eval::test_filter::TestFilter>,
     prompts: &[CoveragePrompt],
     request: &GenerationRequest,
     progress: &mut dyn FnMut(usize),
@@ -321,7 +323,7 @@ pub fn generate(
     };
     let attr = attributes.name().to_string();
     let mut out = Vec::with_capacity(todo.len());
-    detox_eval::run::generate(&todo, &models, request, &attributes, None, &mut |r| {
+    detox_eval::run::generate(&todo, &models, request, &attributes, filter, &mut |r| {
         out.push(
             r.generations
                 .iter()

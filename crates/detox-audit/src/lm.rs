@@ -368,6 +368,7 @@ pub fn loss_audit(
     let mut losses: HashMap<&str, (TextLoss, TextLoss)> = HashMap::new();
     // Chunks, so the progress bar moves and a batch sorts by length within a chunk.
     let chunk = 256;
+    progress(0, unique.len());
     for (i, c) in unique.chunks(chunk).enumerate() {
         let b = base(c)?;
         let o = other(c)?;

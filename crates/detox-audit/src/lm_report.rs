@@ -11,6 +11,7 @@ use crate::report::DataFile;
 use crate::terms::Terms;
 use crate::AuditError;
 use detox_core::Scorer;
+use detox_eval::test_filter::TestFilter;
 use detox_lm::{GenerationRequest, LanguageModel};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,6 +28,10 @@ pub struct Side<'a> {
     pub lm: &'a dyn LanguageModel,
     /// Whether its loss is the one under its methods.
     pub mitigated: bool,
+    /// RealToxicityPrompts' test-time filter on its generations (`--mitigate test-filter`):
+    /// it rejects whole samples after scoring, so it changes coverage and who gets flagged but
+    /// not any text's loss.
+    pub test_filter: Option<TestFilter>,
 }
 
 /// Coverage generations: how many and how.
@@ -214,6 +219,13 @@ pub fn lm_audit(
     let mut notes = Vec::new();
 
     // LM loss by group.
+    if other.test_filter.is_some() {
+        notes.push(if other.mitigated && !other.lm.mitigations().is_empty() {
+            "test-filter rejects whole samples after scoring and leaves every text's loss as it was: the LM loss shows the other methods only".to_string()
+        } else {
+            "test-filter rejects whole samples after scoring and leaves every text's loss as it was: the LM loss is the same on both sides by construction".to_string()
+        });
+    }
     let groups = lm::all_groups(data, &plan.groups)?;
     let t = Instant::now();
     let b = lm::side(base.lm, base.mitigated);
@@ -246,9 +258,14 @@ pub fn lm_audit(
                 .collect();
             let n = prompts.len();
             let mut gen = |side: &Side, stage: &str| {
-                coverage::generate(side.lm, *scorer, &prompts, &c.request, &mut |d| {
-                    progress(stage, d, n)
-                })
+                coverage::generate(
+                    side.lm,
+                    *scorer,
+                    side.test_filter.as_ref(),
+                    &prompts,
+                    &c.request,
+                    &mut |d| progress(stage, d, n),
+                )
             };
             let bs = gen(&base, "generating (base)")?;
             let os = gen(&other, "generating (other)")?;
@@ -330,10 +347,14 @@ pub fn lm_audit(
             base_identity: base.lm.identity(),
             other: other.label.into(),
             other_identity: other.lm.identity(),
-            mitigations: if other.mitigated {
-                other.lm.mitigations()
-            } else {
-                Vec::new()
+            mitigations: {
+                let mut m = if other.mitigated {
+                    other.lm.mitigations()
+                } else {
+                    Vec::new()
+                };
+                m.extend(other.test_filter.as_ref().map(TestFilter::describe));
+                m
             },
             scorer: plan.scorer.as_ref().map(|s| s.1.clone()),
             scorer_identity: plan.scorer.as_ref().map(|s| s.2.clone()),

@@ -2,13 +2,13 @@
 //! and dialect bias, `detox audit lm` the LM loss by group; detox-audit computes both and
 //! writes their reports.
 
+use crate::progress::StageBar;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use detox_audit::{AuditData, AuditOptions, AuditPlan};
 use detox_lm::decoding::MitigationSpec;
 use detox_lm::{load_language_model, LanguageModel, LmOptions};
 use detox_spec::{LoadOptions, ScorerSpec, DEFAULT_SCORER};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -142,19 +142,12 @@ fn run_scorer(args: ScorerArgs, offline: bool) -> Result<ExitCode> {
                 ..Default::default()
             },
         };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} scoring {msg} [{bar:30}] {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = StageBar::new("{spinner} scoring {msg} [{bar:30}] {pos}/{len}");
     let report = detox_audit::audit(scorer.as_ref(), &plan, &mut |stage, done, total| {
-        bar.set_message(stage.to_string());
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
+        bar.update(stage, done, total)
     })
     .with_context(|| format!("auditing {} on {}", args.scorer, args.data.display()))?;
-    bar.finish_and_clear();
+    bar.finish();
     let files = detox_audit::write_reports(&report, &args.out)?;
     print!("{}", detox_audit::render::table(&report));
     let t = &report.timing;
@@ -276,10 +269,11 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
         Some(m) => MitigationSpec::parse_list(m)?,
         None => Vec::new(),
     };
-    if let Some(m) = mitigations.iter().find(|m| !m.needs_logits()) {
+    // The test-time filter acts on scored samples, not on the model: coverage uses it.
+    let test_filter = detox_eval::test_filter::TestFilter::from_specs(&mitigations)?;
+    if test_filter.is_some() && args.coverage_prompts == 0 && args.runs.is_none() {
         anyhow::bail!(
-            "--mitigate {}: it filters whole samples and does not change the model's distribution, so it has no loss to audit",
-            m.name()
+            "--mitigate test-filter rejects whole samples and leaves every text's loss as it was, so it shows only in the coverage generations; drop --coverage-prompts 0"
         );
     }
     // The base side samples without the methods, so it is the model loaded without them.
@@ -339,31 +333,24 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
             _ => None,
         }),
     };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}, eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = StageBar::new("{spinner} {msg} [{bar:30}] {pos}/{len}, eta {eta}");
     let audit = detox_audit::lm_report::lm_audit(
         &plan,
         detox_audit::lm_report::Side {
             label: &args.model,
             lm: base.as_ref(),
             mitigated: false,
+            test_filter: None,
         },
         detox_audit::lm_report::Side {
             label: &other_label,
             lm: other.as_ref(),
             mitigated: args.against.is_none(),
+            test_filter,
         },
-        &mut |stage, done, total| {
-            bar.set_message(stage.to_string());
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
+        &mut |stage, done, total| bar.update(stage, done, total),
     )?;
-    bar.finish_and_clear();
+    bar.finish();
     let files = audit.write(&args.out)?;
     print!("{}", audit.table());
     eprintln!(

@@ -17,6 +17,7 @@ use detox_spec::{LoadOptions, DEFAULT_SCORER};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -157,27 +158,56 @@ fn parse_mitigations(s: &str) -> Result<Mitigations, String> {
 }
 
 /// The progress bar on stderr.
-struct Bar(ProgressBar);
+/// The generation bar; without a terminal (where indicatif draws nothing), a line at every
+/// tenth of the prompts instead.
+struct Bar {
+    bar: ProgressBar,
+    plain: bool,
+    tenth: AtomicU64,
+}
+
+impl Bar {
+    fn new(bar: ProgressBar) -> Self {
+        Self {
+            bar,
+            plain: !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            tenth: AtomicU64::new(0),
+        }
+    }
+}
 
 impl Progress for Bar {
     fn start(&self, done: usize, total: usize) {
-        self.0.set_length(total as u64);
-        self.0.set_position(done as u64);
-        self.0.reset_eta();
+        self.bar.set_length(total as u64);
+        self.bar.set_position(done as u64);
+        self.bar.reset_eta();
+        if self.plain {
+            let tenth = (done as u64 * 10).checked_div(total as u64).unwrap_or(10);
+            self.tenth.store(tenth, Ordering::Relaxed);
+        }
     }
 
     fn advance(&self, generations_per_sec: f64) {
-        self.0
+        self.bar
             .set_message(format!("{generations_per_sec:.1} generations/s"));
-        self.0.inc(1);
+        self.bar.inc(1);
+        if self.plain {
+            let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
+            if tenth > self.tenth.fetch_max(tenth, Ordering::Relaxed) {
+                eprintln!(
+                    "detox: generating: {done}/{total} prompts, {generations_per_sec:.1} generations/s"
+                );
+            }
+        }
     }
 
     fn finish(&self) {
-        self.0.finish_and_clear();
+        self.bar.finish_and_clear();
     }
 
     fn message(&self, msg: &str) {
-        self.0.suspend(|| eprintln!("detox: {msg}"));
+        self.bar.suspend(|| eprintln!("detox: {msg}"));
     }
 }
 
@@ -301,7 +331,7 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let outcome = run::run(&config, &prepared, &models, &Bar(bar))?;
+    let outcome = run::run(&config, &prepared, &models, &Bar::new(bar))?;
     if outcome.fresh > 0 {
         let secs = outcome.seconds;
         eprintln!(

@@ -10,6 +10,7 @@ mod compare_cmd;
 mod dialect_cmd;
 mod eval_cmd;
 mod models_cmd;
+mod progress;
 mod score_cmd;
 mod serve_cmd;
 mod train_cmd;

@@ -419,18 +419,91 @@ fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
     );
     assert!(html.contains("<h2>Coverage of BOLD's groups</h2>"));
     assert!(html.contains("<h2>Who gets flagged</h2>"));
-    // A method that does not change the distribution is refused.
+    // The test-time filter leaves every loss as it was: with no generations it is refused.
     let o = detox(&[
         "--offline",
         "audit",
         "lm",
         "--mitigate",
         "test-filter",
+        "--coverage-prompts",
+        "0",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no loss to audit"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("drop --coverage-prompts 0"));
+}
+
+/// RealToxicityPrompts' test-time filter in `audit lm`: coverage samples scored at or above
+/// its threshold are drawn again (as `detox eval` does), so no group keeps more flagged
+/// samples than without it, and the loss is the same on both sides (the filter acts on
+/// samples, not on the model), which the report says.
+#[test]
+fn audit_lm_of_the_test_filter_redraws_flagged_coverage_samples() {
+    let Some((data, model)) = lm_audit_inputs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lm");
+    let o = detox(&[
+        "--offline",
+        "audit",
+        "lm",
+        "--model",
+        model.to_str().unwrap(),
+        "--mitigate",
+        "test-filter:threshold=0.2,tries=4",
+        "--threshold",
+        "0.2",
+        "--per-group",
+        "1",
+        "--per-descriptor",
+        "1",
+        "--bootstrap",
+        "20",
+        "--min-group",
+        "1",
+        "--coverage-prompts",
+        "1",
+        "--samples",
+        "3",
+        "--max-tokens",
+        "8",
+        "--scorer",
+        "fast",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    assert_eq!(r["settings"]["mitigations"][0]["method"], "test-filter");
+    assert_eq!(r["loss"]["overall"]["increase"]["value"], 0.0);
+    assert!(
+        r["notes"].to_string().contains("leaves every text's loss"),
+        "{}",
+        r["notes"]
+    );
+    let cov = &r["coverage"];
+    let (mut base, mut other) = (0, 0);
+    for g in cov["groups"].as_array().unwrap() {
+        assert_eq!(g["base"]["samples"], 3, "{g}");
+        assert_eq!(g["other"]["samples"], 3, "nothing lost: {g}");
+        let (b, o) = (
+            g["base"]["flagged"].as_u64().unwrap(),
+            g["other"]["flagged"].as_u64().unwrap(),
+        );
+        // A sample the filter keeps flagged failed every try, its first (the base's own
+        // sample, from the same stream) included.
+        assert!(o <= b, "{g}");
+        base += b;
+        other += o;
+    }
+    println!("flagged coverage samples at 0.2: {base} without the filter, {other} with it");
+    assert!(other < base, "the filter draws flagged samples again");
 }
 
 #[test]
