@@ -211,8 +211,10 @@ pub struct LmArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
-    /// Groups with fewer paired texts are marked too small.
-    #[arg(long, default_value_t = 30)]
+    /// Groups with fewer paired texts (texts neither side blocks), and sides with fewer flagged
+    /// samples, are marked too small. Below --per-group, so that a full group with a text or
+    /// two blocked is still read.
+    #[arg(long, default_value_t = 20)]
     pub min_group: usize,
 
     /// The scorer of the generations (coverage, who gets flagged), as in `detox score`.
