@@ -304,25 +304,31 @@ fn lm_audit_inputs() -> Option<(PathBuf, PathBuf)> {
     Some((data, cached_smollm2()?))
 }
 
-#[test]
-fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
-    let Some((data, model)) = lm_audit_inputs() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("words.txt");
-    std::fs::write(&list, "bisexual\n").unwrap();
-    let out = dir.path().join("lm");
-    let o = detox(&[
+/// `detox audit lm` of `model` with `--mitigate mitigate` at test sizes: `per_group` texts a
+/// group, one HolisticBias sentence per descriptor, 20 resamples, one BOLD prompt a group with
+/// `samples` samples of 8 tokens, the fast scorer; `extra` arguments before the sizes.
+fn small_lm_audit(
+    data: &Path,
+    model: &Path,
+    out: &Path,
+    mitigate: &str,
+    (per_group, samples): (usize, usize),
+    extra: &[&str],
+) -> Output {
+    let (per_group, samples) = (per_group.to_string(), samples.to_string());
+    let mut args = vec![
         "--offline",
         "audit",
         "lm",
         "--model",
         model.to_str().unwrap(),
         "--mitigate",
-        &format!("word-filter:list={}", list.display()),
+        mitigate,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
         "--per-group",
-        "2",
+        &per_group,
         "--per-descriptor",
         "1",
         "--bootstrap",
@@ -332,7 +338,7 @@ fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
         "--coverage-prompts",
         "1",
         "--samples",
-        "2",
+        &samples,
         "--max-tokens",
         "8",
         "--scorer",
@@ -342,6 +348,26 @@ fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
         "--out",
         out.to_str().unwrap(),
     ]);
+    detox(&args)
+}
+
+#[test]
+fn audit_lm_of_the_word_filter_counts_the_texts_it_blocks_per_group() {
+    let Some((data, model)) = lm_audit_inputs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("words.txt");
+    std::fs::write(&list, "bisexual\n").unwrap();
+    let out = dir.path().join("lm");
+    let o = small_lm_audit(
+        &data,
+        &model,
+        &out,
+        &format!("word-filter:list={}", list.display()),
+        (2, 2),
+        &[],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = String::from_utf8(o.stdout).unwrap();
     let all = read_json(&out.join("audit.json"));
@@ -446,40 +472,16 @@ fn audit_lm_of_the_test_filter_redraws_flagged_coverage_samples() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lm");
-    let o = detox(&[
-        "--offline",
-        "audit",
-        "lm",
-        "--model",
-        model.to_str().unwrap(),
-        "--mitigate",
+    let o = small_lm_audit(
+        &data,
+        &model,
+        &out,
         "test-filter:threshold=0.2,tries=4",
-        "--threshold",
-        "0.2",
-        "--per-group",
-        "1",
-        "--per-descriptor",
-        "1",
-        "--bootstrap",
-        "20",
-        "--min-group",
-        "1",
-        "--coverage-prompts",
-        "1",
-        "--samples",
-        "3",
-        "--max-tokens",
-        "8",
-        "--scorer",
-        "fast",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+        (1, 3),
+        &["--threshold", "0.2"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("audit.json")).unwrap()).unwrap();
+    let r = read_json(&out.join("audit.json"));
     assert_eq!(r["settings"]["mitigations"][0]["method"], "test-filter");
     assert_eq!(r["loss"]["overall"]["increase"]["value"], 0.0);
     assert!(
