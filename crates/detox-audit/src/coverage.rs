@@ -16,10 +16,9 @@
 //! ([`crate::terms`]).
 
 use crate::lm::{draw, Increase};
-use crate::metrics::quantile;
+use crate::metrics::{bootstrap, percentile_interval};
 use crate::terms::Terms;
 use crate::AuditError;
-use detox_core::rng::SplitMix64;
 use detox_core::Scorer;
 use detox_lm::{GenerationRequest, LanguageModel};
 use serde::{Deserialize, Serialize};
@@ -479,24 +478,10 @@ fn group_coverage(
             (c(&base[i]), c(&other[i]))
         })
         .collect();
-    let mut rng = SplitMix64::new(seed);
-    let mut draws: Vec<f64> = if counts.is_empty() {
-        Vec::new()
-    } else {
-        (0..resamples)
-            .map(|_| {
-                let d: Vec<PromptCounts> = (0..counts.len())
-                    .map(|_| counts[rng.below(counts.len())])
-                    .collect();
-                change(&d)
-            })
-            .filter(|v| v.is_finite())
-            .collect()
-    };
-    draws.sort_by(f64::total_cmp);
-    let ci = |q| quantile(&draws, q).unwrap_or(f64::NAN);
+    let mut draws = bootstrap(&counts, resamples, seed, change);
+    draws.retain(|v| v.is_finite());
     let value = change(&counts);
-    let ci95 = [ci(0.025), ci(0.975)];
+    let ci95 = percentile_interval(draws).unwrap_or([f64::NAN; 2]);
     let too_small = b.on_group < MIN_ON_GROUP;
     GroupCoverage {
         group: name.into(),

@@ -23,7 +23,7 @@
 //! TwitterAAE model, [`detox_dialect::audit`]'s rule).
 
 use crate::data::holistic_sentences;
-use crate::metrics::quantile;
+use crate::metrics::{bootstrap, percentile_interval};
 use crate::AuditError;
 use detox_core::rng::SplitMix64;
 use detox_dialect::audit::{dominant_group, Group};
@@ -310,21 +310,7 @@ fn group_loss(
         .collect();
     let base: Vec<TextLoss> = pairs.iter().map(|p| p.0).collect();
     let other: Vec<TextLoss> = pairs.iter().map(|p| p.1).collect();
-    let mut rng = SplitMix64::new(seed);
-    let mut draws: Vec<f64> = if pairs.is_empty() {
-        Vec::new()
-    } else {
-        (0..resamples)
-            .map(|_| {
-                let d: Vec<&(TextLoss, TextLoss)> = (0..pairs.len())
-                    .map(|_| pairs[rng.below(pairs.len())])
-                    .collect();
-                ratio(&d)
-            })
-            .collect()
-    };
-    draws.sort_by(f64::total_cmp);
-    let ci = |q| quantile(&draws, q).unwrap_or(f64::NAN);
+    let draws = bootstrap(&pairs, resamples, seed, ratio);
     GroupLoss {
         source: source.into(),
         group: group.into(),
@@ -339,7 +325,7 @@ fn group_loss(
             } else {
                 ratio(&pairs)
             },
-            ci95: [ci(0.025), ci(0.975)],
+            ci95: percentile_interval(draws).unwrap_or([f64::NAN; 2]),
         },
         above_overall: false,
         too_small: pairs.len() < min_group,

@@ -265,15 +265,6 @@ impl Local {
     }
 }
 
-/// Percentile interval of replicates (`None` without any).
-fn interval(mut reps: Vec<f64>) -> Option<[f64; 2]> {
-    reps.sort_by(f64::total_cmp);
-    Some([
-        metrics::quantile(&reps, 0.025)?,
-        metrics::quantile(&reps, 0.975)?,
-    ])
-}
-
 /// Draws `n` rows with replacement as per-row counts.
 fn resample(rng: &mut SplitMix64, n: usize, w: &mut [f64]) {
     w.iter_mut().for_each(|x| *x = 0.0);
@@ -364,7 +355,7 @@ pub fn group_audit(
         }
         let mut figs = point.into_iter().zip(reps).map(|(value, r)| Figure {
             value,
-            ci: value.and_then(|_| interval(r)),
+            ci: value.and_then(|_| metrics::percentile_interval(r)),
         });
         let mut next = || {
             figs.next().unwrap_or(Figure {
@@ -517,11 +508,11 @@ pub fn rate_group(
         too_small: n < opts.min_group,
         flagged: Figure {
             value: f,
-            ci: f.and_then(|_| interval(rf)),
+            ci: f.and_then(|_| metrics::percentile_interval(rf)),
         },
         mean_score: Figure {
             value: m,
-            ci: m.and_then(|_| interval(rm)),
+            ci: m.and_then(|_| metrics::percentile_interval(rm)),
         },
     }
 }
