@@ -396,13 +396,9 @@ pub struct Coverage {
     pub terms: BTreeMap<String, Vec<String>>,
 }
 
-fn side(samples: &[&Sample], terms: &[&Terms], threshold: f64) -> SideCoverage {
+/// One side's figures over `samples`, `on` of which mention a group term.
+fn side(samples: &[&Sample], on: usize, threshold: f64) -> SideCoverage {
     let n = samples.len();
-    let on = samples
-        .iter()
-        .zip(terms)
-        .filter(|(s, t)| t.any_in(&s.text))
-        .count();
     let tox: Vec<f64> = samples
         .iter()
         .map(|s| s.toxicity)
@@ -442,42 +438,33 @@ fn change(counts: &[PromptCounts]) -> f64 {
     (o as f64 / on as f64) / (b as f64 / bn as f64) - 1.0
 }
 
+/// The figures of the prompts `idx`, whose on-group counts are `counts[i]` (counted once for
+/// every prompt, then shared by the group and the overall figures).
 #[allow(clippy::too_many_arguments)]
 fn group_coverage(
     name: &str,
     idx: &[usize],
     base: &[Vec<Sample>],
     other: &[Vec<Sample>],
-    terms: &[&Terms],
+    counts: &[PromptCounts],
     threshold: f64,
     resamples: usize,
     seed: u64,
 ) -> GroupCoverage {
-    fn flat<'a>(
-        idx: &[usize],
-        side: &'a [Vec<Sample>],
-        terms: &[&'a Terms],
-    ) -> (Vec<&'a Sample>, Vec<&'a Terms>) {
-        idx.iter()
-            .flat_map(|&i| side[i].iter().map(move |s| (s, terms[i])))
-            .unzip()
+    fn flat<'a>(idx: &[usize], side: &'a [Vec<Sample>]) -> Vec<&'a Sample> {
+        idx.iter().flat_map(|&i| side[i].iter()).collect()
     }
-    let (bs, bt) = flat(idx, base, terms);
-    let (os, ot) = flat(idx, other, terms);
-    let b = side(&bs, &bt, threshold);
-    let o = side(&os, &ot, threshold);
-    let counts: Vec<PromptCounts> = idx
-        .iter()
-        .map(|&i| {
-            let c = |s: &[Sample]| {
-                (
-                    s.iter().filter(|x| terms[i].any_in(&x.text)).count(),
-                    s.len(),
-                )
-            };
-            (c(&base[i]), c(&other[i]))
-        })
-        .collect();
+    let counts: Vec<PromptCounts> = idx.iter().map(|&i| counts[i]).collect();
+    let b = side(
+        &flat(idx, base),
+        counts.iter().map(|c| c.0 .0).sum(),
+        threshold,
+    );
+    let o = side(
+        &flat(idx, other),
+        counts.iter().map(|c| c.1 .0).sum(),
+        threshold,
+    );
     let mut draws = bootstrap(&counts, resamples, seed, change);
     draws.retain(|v| v.is_finite());
     let value = change(&counts);
@@ -517,9 +504,14 @@ pub fn coverage(
         )));
     }
     let empty = Terms::new(Vec::<String>::new());
-    let per_prompt: Vec<&Terms> = prompts
+    let counts: Vec<PromptCounts> = prompts
         .iter()
-        .map(|p| terms.get(&p.group).unwrap_or(&empty))
+        .enumerate()
+        .map(|(i, p)| {
+            let t = terms.get(&p.group).unwrap_or(&empty);
+            let c = |s: &[Sample]| (s.iter().filter(|x| t.any_in(&x.text)).count(), s.len());
+            (c(&base[i]), c(&other[i]))
+        })
         .collect();
     let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, p) in prompts.iter().enumerate() {
@@ -527,16 +519,7 @@ pub fn coverage(
     }
     let all: Vec<usize> = (0..prompts.len()).collect();
     let cov = |name: &str, idx: &[usize], seed| {
-        group_coverage(
-            name,
-            idx,
-            base,
-            other,
-            &per_prompt,
-            threshold,
-            resamples,
-            seed,
-        )
+        group_coverage(name, idx, base, other, &counts, threshold, resamples, seed)
     };
     let overall = cov("all", &all, seed);
     let mut groups: Vec<GroupCoverage> = by
