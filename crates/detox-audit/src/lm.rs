@@ -65,10 +65,9 @@ pub fn holistic_groups(
         .collect())
 }
 
-/// ToxiGen's neutral statements by target group: the unique sentences of
-/// `toxigen-prompts/prompts/neutral_<group>_1k.txt` (each line holds several, `- sentence`
-/// separated by a literal `\n`, as the ToxiGen prompt files are written).
-pub fn toxigen_groups(data: &Path) -> Result<Vec<TextGroup>, AuditError> {
+/// ToxiGen's neutral prompt files, `toxigen-prompts/prompts/neutral_<group>_1k.txt`, as
+/// (group, path) sorted by group (an error when there are none).
+pub fn toxigen_files(data: &Path) -> Result<Vec<(String, std::path::PathBuf)>, AuditError> {
     let dir = data.join("toxigen-prompts/prompts");
     let entries = std::fs::read_dir(&dir).map_err(|_| AuditError::Missing(dir.clone()))?;
     let mut files: Vec<(String, std::path::PathBuf)> = entries
@@ -83,8 +82,15 @@ pub fn toxigen_groups(data: &Path) -> Result<Vec<TextGroup>, AuditError> {
     if files.is_empty() {
         return Err(AuditError::Missing(dir.join("neutral_*_1k.txt")));
     }
+    Ok(files)
+}
+
+/// ToxiGen's neutral statements by target group: the unique sentences of
+/// `toxigen-prompts/prompts/neutral_<group>_1k.txt` (each line holds several, `- sentence`
+/// separated by a literal `\n`, as the ToxiGen prompt files are written).
+pub fn toxigen_groups(data: &Path) -> Result<Vec<TextGroup>, AuditError> {
     let mut out = Vec::new();
-    for (group, path) in files {
+    for (group, path) in toxigen_files(data)? {
         let text = std::fs::read_to_string(&path).map_err(|source| AuditError::Io {
             path: path.clone(),
             source,

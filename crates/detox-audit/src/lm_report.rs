@@ -148,19 +148,13 @@ fn data_files(data: &Path) -> Result<Vec<DataFile>, AuditError> {
         .iter()
         .map(|f| data.join(crate::data::HOLISTIC_BIAS).join(f))
         .collect();
-    let toxigen = data.join("toxigen-prompts/prompts");
-    if let Ok(entries) = std::fs::read_dir(&toxigen) {
-        let mut t: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("neutral_") && n.ends_with("_1k.txt"))
-            })
-            .collect();
-        t.sort();
-        paths.extend(t);
-    }
+    // Missing files are left out here; reading the groups reports them.
+    paths.extend(
+        lm::toxigen_files(data)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, p)| p),
+    );
     paths.extend(
         coverage::BOLD_DOMAINS
             .iter()
@@ -174,13 +168,7 @@ fn data_files(data: &Path) -> Result<Vec<DataFile>, AuditError> {
     paths
         .into_iter()
         .filter(|p| p.is_file())
-        .map(|p| {
-            Ok(DataFile {
-                path: p.display().to_string(),
-                sha256: detox_io::files::sha256_file(&p)
-                    .map_err(|e| AuditError::Input(e.to_string()))?,
-            })
-        })
+        .map(|p| crate::run::sha(&p))
         .collect()
 }
 

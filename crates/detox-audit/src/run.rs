@@ -157,7 +157,8 @@ pub struct AuditPlan {
     pub options: AuditOptions,
 }
 
-fn sha(path: &Path) -> Result<DataFile, AuditError> {
+/// `path` with its sha256, for a report's list of the files read.
+pub(crate) fn sha(path: &Path) -> Result<DataFile, AuditError> {
     Ok(DataFile {
         path: path.display().to_string(),
         sha256: detox_io::files::sha256_file(path).map_err(|e| AuditError::Input(e.to_string()))?,
