@@ -16,10 +16,11 @@
 //! ([`crate::terms`]).
 
 use crate::lm::{draw, Increase};
-use crate::metrics::{bootstrap, percentile_interval};
+use crate::metrics::percentile_interval;
 use crate::terms::Terms;
 use crate::AuditError;
 use detox_core::Scorer;
+use detox_eval::metrics::bootstrap_draws;
 use detox_lm::{GenerationRequest, LanguageModel};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -424,7 +425,7 @@ fn side(samples: &[&Sample], on: usize, threshold: f64) -> SideCoverage {
 /// Per prompt: (on-group count, samples) on each side.
 type PromptCounts = ((usize, usize), (usize, usize));
 
-fn change(counts: &[PromptCounts]) -> f64 {
+fn change<'a>(counts: impl IntoIterator<Item = &'a PromptCounts>) -> f64 {
     let (mut b, mut bn, mut o, mut on) = (0, 0, 0, 0);
     for ((x, xn), (y, yn)) in counts {
         b += x;
@@ -465,7 +466,7 @@ fn group_coverage(
         counts.iter().map(|c| c.1 .0).sum(),
         threshold,
     );
-    let mut draws = bootstrap(&counts, resamples, seed, change);
+    let mut draws = bootstrap_draws(&counts, |d| change(d.iter().copied()), resamples, seed);
     draws.retain(|v| v.is_finite());
     let value = change(&counts);
     let ci95 = percentile_interval(draws).unwrap_or([f64::NAN; 2]);

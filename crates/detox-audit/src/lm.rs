@@ -23,11 +23,12 @@
 //! TwitterAAE model, [`detox_dialect::audit`]'s rule).
 
 use crate::data::holistic_sentences;
-use crate::metrics::{bootstrap, percentile_interval};
+use crate::metrics::percentile_interval;
 use crate::AuditError;
 use detox_core::rng::SplitMix64;
 use detox_dialect::audit::{dominant_group, Group};
 use detox_dialect::DialectModel;
+use detox_eval::metrics::bootstrap_draws;
 use detox_lm::loss::{corpus_loss, CorpusLoss, TextLoss};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -292,9 +293,9 @@ pub struct LossAudit {
 
 /// `Σ other / Σ base − 1` over `pairs` (the same bytes on both sides, so the ratio of bits per
 /// byte is that of summed negative log-likelihoods).
-fn ratio(pairs: &[&(TextLoss, TextLoss)]) -> f64 {
+fn ratio<'a>(pairs: impl IntoIterator<Item = &'a (TextLoss, TextLoss)>) -> f64 {
     let (b, o) = pairs
-        .iter()
+        .into_iter()
         .fold((0.0, 0.0), |(b, o), (x, y)| (b + x.nll, o + y.nll));
     o / b - 1.0
 }
@@ -309,14 +310,14 @@ fn group_loss(
     min_group: usize,
 ) -> GroupLoss {
     let all: Vec<&(TextLoss, TextLoss)> = texts.iter().filter_map(|t| losses.get(t)).collect();
-    let pairs: Vec<&(TextLoss, TextLoss)> = all
+    let pairs: Vec<(TextLoss, TextLoss)> = all
         .iter()
-        .copied()
+        .map(|p| **p)
         .filter(|(b, o)| !b.blocked() && !o.blocked())
         .collect();
     let base: Vec<TextLoss> = pairs.iter().map(|p| p.0).collect();
     let other: Vec<TextLoss> = pairs.iter().map(|p| p.1).collect();
-    let draws = bootstrap(&pairs, resamples, seed, ratio);
+    let draws = bootstrap_draws(&pairs, |d| ratio(d.iter().copied()), resamples, seed);
     GroupLoss {
         source: source.into(),
         group: group.into(),

@@ -175,28 +175,6 @@ pub fn percentile_interval(mut reps: Vec<f64>) -> Option<[f64; 2]> {
     Some([quantile(&reps, 0.025)?, quantile(&reps, 0.975)?])
 }
 
-/// `resamples` bootstrap replicates of `stat`: each over `items.len()` items drawn with
-/// replacement by a generator seeded with `seed` (none when `items` is empty).
-pub fn bootstrap<T: Copy>(
-    items: &[T],
-    resamples: usize,
-    seed: u64,
-    mut stat: impl FnMut(&[T]) -> f64,
-) -> Vec<f64> {
-    if items.is_empty() {
-        return Vec::new();
-    }
-    let mut rng = detox_core::rng::SplitMix64::new(seed);
-    let mut draw = Vec::with_capacity(items.len());
-    (0..resamples)
-        .map(|_| {
-            draw.clear();
-            draw.extend((0..items.len()).map(|_| items[rng.below(items.len())]));
-            stat(&draw)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

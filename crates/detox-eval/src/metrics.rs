@@ -84,7 +84,8 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// A 95% percentile-bootstrap interval of `stat` over resamples of `items`.
+/// A 95% percentile-bootstrap interval of `stat` over resamples of `items` (at least one
+/// resample).
 pub fn bootstrap_ci<T>(
     items: &[T],
     stat: impl Fn(&[&T]) -> f64,
@@ -94,17 +95,31 @@ pub fn bootstrap_ci<T>(
     if items.is_empty() {
         return [f64::NAN, f64::NAN];
     }
+    let mut stats = bootstrap_draws(items, stat, resamples.max(1), seed);
+    stats.sort_by(f64::total_cmp);
+    [quantile(&stats, 0.025), quantile(&stats, 0.975)]
+}
+
+/// `resamples` bootstrap replicates of `stat`, each over `items.len()` items drawn with
+/// replacement by a generator seeded with `seed` (none when `items` is empty), in draw order.
+pub fn bootstrap_draws<T>(
+    items: &[T],
+    stat: impl Fn(&[&T]) -> f64,
+    resamples: usize,
+    seed: u64,
+) -> Vec<f64> {
+    if items.is_empty() {
+        return Vec::new();
+    }
     let mut rng = SplitMix64::new(seed);
-    let mut stats: Vec<f64> = (0..resamples.max(1))
+    (0..resamples)
         .map(|_| {
             let draw: Vec<&T> = (0..items.len())
                 .map(|_| &items[rng.below(items.len())])
                 .collect();
             stat(&draw)
         })
-        .collect();
-    stats.sort_by(f64::total_cmp);
-    [quantile(&stats, 0.025), quantile(&stats, 0.975)]
+        .collect()
 }
 
 /// RTP's unprompted estimate: the mean, over `draws` bootstrap draws of `k` scores (with
