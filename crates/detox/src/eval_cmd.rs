@@ -2,6 +2,7 @@
 //! any OpenAI-compatible completions server.
 
 use crate::choices::WeightsArg;
+use crate::progress::{self, Tenths};
 use anyhow::{Context, Result};
 use clap::Args;
 use detox_eval::metrics::Threshold;
@@ -14,10 +15,9 @@ use detox_lm::openai::{is_url, OpenAiConfig};
 use detox_lm::sampling::SamplingParams;
 use detox_lm::{load_language_model, GenerationRequest, LanguageModel, LmOptions};
 use detox_spec::{LoadOptions, DEFAULT_SCORER};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -162,18 +162,7 @@ fn parse_mitigations(s: &str) -> Result<Mitigations, String> {
 /// tenth of the prompts instead.
 struct Bar {
     bar: ProgressBar,
-    plain: bool,
-    tenth: AtomicU64,
-}
-
-impl Bar {
-    fn new(bar: ProgressBar) -> Self {
-        Self {
-            bar,
-            plain: !std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            tenth: AtomicU64::new(0),
-        }
-    }
+    tenths: Tenths,
 }
 
 impl Progress for Bar {
@@ -181,24 +170,18 @@ impl Progress for Bar {
         self.bar.set_length(total as u64);
         self.bar.set_position(done as u64);
         self.bar.reset_eta();
-        if self.plain {
-            let tenth = (done as u64 * 10).checked_div(total as u64).unwrap_or(10);
-            self.tenth.store(tenth, Ordering::Relaxed);
-        }
+        self.tenths.reset(done as u64, total as u64);
     }
 
     fn advance(&self, generations_per_sec: f64) {
         self.bar
             .set_message(format!("{generations_per_sec:.1} generations/s"));
         self.bar.inc(1);
-        if self.plain {
-            let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
-            let tenth = (done * 10).checked_div(total).unwrap_or(10);
-            if tenth > self.tenth.fetch_max(tenth, Ordering::Relaxed) {
-                eprintln!(
-                    "detox: generating: {done}/{total} prompts, {generations_per_sec:.1} generations/s"
-                );
-            }
+        let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
+        if self.tenths.passed(done, total) {
+            eprintln!(
+                "detox: generating: {done}/{total} prompts, {generations_per_sec:.1} generations/s"
+            );
         }
     }
 
@@ -320,18 +303,19 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         scorer: scorer.as_ref(),
         scorer_identity: &scorer_identity,
     };
-    let bar = ProgressBar::with_draw_target(
+    let bar = progress::bar(
         Some(prepared.prompts.len() as u64),
-        ProgressDrawTarget::stderr(),
+        "{spinner} generating [{bar:30}] {pos}/{len} prompts, {per_sec}, {msg} eta {eta}",
     );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} generating [{bar:30}] {pos}/{len} prompts, {per_sec}, {msg} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    let outcome = run::run(&config, &prepared, &models, &Bar::new(bar))?;
+    let outcome = run::run(
+        &config,
+        &prepared,
+        &models,
+        &Bar {
+            bar,
+            tenths: Tenths::new(),
+        },
+    )?;
     if outcome.fresh > 0 {
         let secs = outcome.seconds;
         eprintln!(

@@ -147,17 +147,10 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
 
     let mut sink = Sink::open(args.output.as_deref())?;
     let bar = match total_bytes {
-        Some(n) => {
-            let b = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} scoring [{bar:30}] {percent}% {msg} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b
-        }
+        Some(n) => crate::progress::bar(
+            Some(n),
+            "{spinner} scoring [{bar:30}] {percent}% {msg} eta {eta}",
+        ),
         None => {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             b.set_style(

@@ -229,12 +229,7 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
         calibrate: !args.no_calibration,
         command: command.join(" "),
     };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress::bar(None, "{spinner} {msg} [{bar:30}] {pos}/{len} eta {eta}");
     let mut stage = "";
     let ngram_cfg = detox_train::ngram_fit::NgramConfig {
         bits: args.bits.clamp(8, 24),
