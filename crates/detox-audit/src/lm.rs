@@ -340,14 +340,15 @@ fn group_loss(
 }
 
 /// Runs the audit: the loss of every text of `groups` under `base` and under `other` (each a
-/// function from texts to their losses: a model with or without its methods), then each
-/// group's figures and the overall ones. `progress(done, total)` hears the texts scored.
+/// function from texts to their losses: a model with or without its methods; `None` when the
+/// other side's distribution is the base's, whose losses then serve both), then each group's
+/// figures and the overall ones. `progress(done, total)` hears the texts scored.
 #[allow(clippy::too_many_arguments)]
 pub fn loss_audit(
     groups: &[TextGroup],
     labels: (&str, &str),
     base: &LossFn,
-    other: &LossFn,
+    other: Option<&LossFn>,
     resamples: usize,
     seed: u64,
     min_group: usize,
@@ -364,7 +365,10 @@ pub fn loss_audit(
     progress(0, unique.len());
     for (i, c) in unique.chunks(chunk).enumerate() {
         let b = base(c)?;
-        let o = other(c)?;
+        let o = match other {
+            Some(other) => other(c)?,
+            None => b.clone(),
+        };
         if b.len() != c.len() || o.len() != c.len() {
             return Err(AuditError::Input(format!(
                 "the model returned {} and {} losses for {} texts",
@@ -638,7 +642,7 @@ mod tests {
             &groups,
             ("m", "m + x"),
             &base,
-            &other,
+            Some(&other),
             200,
             7,
             2,
@@ -665,7 +669,7 @@ mod tests {
             &groups,
             ("m", "m + x"),
             &base,
-            &other,
+            Some(&other),
             200,
             7,
             2,

@@ -207,8 +207,11 @@ pub fn lm_audit(
     let mut notes = Vec::new();
 
     // LM loss by group.
+    // The other side samples from the base's distribution (the test-time filter alone): its
+    // losses are the base's, computed once.
+    let same = other.mitigated && other.lm.mitigations().is_empty();
     if other.test_filter.is_some() {
-        notes.push(if other.mitigated && !other.lm.mitigations().is_empty() {
+        notes.push(if !same {
             "test-filter rejects whole samples after scoring and leaves every text's loss as it was: the LM loss shows the other methods only".to_string()
         } else {
             "test-filter rejects whole samples after scoring and leaves every text's loss as it was: the LM loss is the same on both sides by construction".to_string()
@@ -222,7 +225,7 @@ pub fn lm_audit(
         &groups,
         (base.label, other.label),
         &b,
-        &o,
+        (!same).then_some(&o as &lm::LossFn),
         plan.bootstrap,
         plan.seed,
         plan.min_group,
