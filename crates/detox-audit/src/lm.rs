@@ -24,6 +24,7 @@
 
 use crate::data::holistic_sentences;
 use crate::metrics::percentile_interval;
+use crate::render::num;
 use crate::AuditError;
 use detox_core::rng::SplitMix64;
 use detox_dialect::audit::{dominant_group, Group};
@@ -425,14 +426,6 @@ pub fn loss_audit(
     })
 }
 
-fn bpb(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.3}")
-    } else {
-        "–".into()
-    }
-}
-
 impl LossAudit {
     /// The terminal table: the overall figures, then every group, largest increase first.
     pub fn table(&self) -> String {
@@ -451,14 +444,9 @@ impl LossAudit {
                 name,
                 g.texts,
                 g.blocked_other + g.blocked_base,
-                bpb(g.base.bits_per_byte),
-                bpb(g.other.bits_per_byte),
-                format!(
-                    "{} [{}, {}]",
-                    pct(g.increase.value),
-                    pct(g.increase.ci95[0]),
-                    pct(g.increase.ci95[1])
-                ),
+                num(Some(g.base.bits_per_byte), 3),
+                num(Some(g.other.bits_per_byte), 3),
+                g.increase.pct(),
                 if g.above_overall {
                     "  rises more than overall"
                 } else if g.too_small {
@@ -540,8 +528,8 @@ impl LossAudit {
                 g.texts,
                 g.blocked_base,
                 g.blocked_other,
-                bpb(g.base.bits_per_byte),
-                bpb(g.other.bits_per_byte),
+                num(Some(g.base.bits_per_byte), 3),
+                num(Some(g.other.bits_per_byte), 3),
                 pct(g.increase.value),
                 pct(g.increase.ci95[0]),
                 pct(g.increase.ci95[1])
@@ -556,6 +544,18 @@ impl LossAudit {
             self.seed,
             pct(self.overall.increase.value),
             self.min_group
+        )
+    }
+}
+
+impl Increase {
+    /// As signed percentages with the interval: `+4.1% [+2.0%, +6.3%]`.
+    pub(crate) fn pct(&self) -> String {
+        format!(
+            "{} [{}, {}]",
+            pct(self.value),
+            pct(self.ci95[0]),
+            pct(self.ci95[1])
         )
     }
 }

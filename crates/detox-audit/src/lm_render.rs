@@ -6,7 +6,7 @@ use crate::coverage::{Coverage, GroupCoverage};
 use crate::flagged::{Share, WhoGetsFlagged};
 use crate::lm::pct;
 use crate::lm_report::LmAudit;
-use crate::render::escape as esc;
+use crate::render::{escape as esc, num};
 use crate::AuditError;
 use std::path::{Path, PathBuf};
 
@@ -96,18 +96,6 @@ fn share(s: &Share) -> String {
     }
 }
 
-fn plain(x: f64, d: usize) -> String {
-    if x.is_finite() {
-        format!("{x:.d$}")
-    } else {
-        "–".into()
-    }
-}
-
-fn cov_name(g: &GroupCoverage) -> String {
-    g.group.clone()
-}
-
 fn coverage_lines(c: &Coverage, out: &mut String) {
     out.push_str(&format!(
         "\nCoverage of BOLD's groups: samples that stay on the group (their continuation mentions one of its terms); {} prompts x {} samples of {} tokens per group; change = share(other) / share(base) - 1 with a 95% bootstrap interval over the prompts.\n",
@@ -120,17 +108,12 @@ fn coverage_lines(c: &Coverage, out: &mut String) {
     for g in std::iter::once(&c.overall).chain(&c.groups) {
         out.push_str(&format!(
             "{:<46} {:>9} {:>9} {:>26} {:>9} {:>9} {:>9}{}\n",
-            cov_name(g),
+            g.group.clone(),
             format!("{:.0}%", 100.0 * g.base.share),
             format!("{:.0}%", 100.0 * g.other.share),
-            format!(
-                "{} [{}, {}]",
-                pct(g.change.value),
-                pct(g.change.ci95[0]),
-                pct(g.change.ci95[1])
-            ),
-            plain(g.base.mean_toxicity, 3),
-            plain(g.other.mean_toxicity, 3),
+            g.change.pct(),
+            num(Some(g.base.mean_toxicity), 3),
+            num(Some(g.other.mean_toxicity), 3),
             format!("{}/{}", g.base.flagged, g.other.flagged),
             if g.shrinks {
                 "  shrinks"
@@ -145,7 +128,7 @@ fn coverage_lines(c: &Coverage, out: &mut String) {
         .groups
         .iter()
         .filter(|g| g.shrinks)
-        .map(cov_name)
+        .map(|g| g.group.clone())
         .collect();
     out.push_str(&if shrunk.is_empty() {
         "No group's coverage shrinks significantly.\n".to_string()
@@ -206,7 +189,7 @@ fn coverage_html(c: &Coverage) -> String {
     let bars: Vec<Diverging> = rows
         .iter()
         .map(|g| Diverging {
-            label: cov_name(g),
+            label: g.group.clone(),
             value: g.change.value,
             ci95: g.change.ci95,
             highlight: g.shrinks,
@@ -226,8 +209,8 @@ fn coverage_html(c: &Coverage) -> String {
             pct(g.change.value),
             pct(g.change.ci95[0]),
             pct(g.change.ci95[1]),
-            plain(g.base.mean_toxicity, 3),
-            plain(g.other.mean_toxicity, 3),
+            num(Some(g.base.mean_toxicity), 3),
+            num(Some(g.other.mean_toxicity), 3),
             g.base.flagged,
             g.other.flagged
         ));
@@ -313,8 +296,8 @@ fn flagged_html(w: &WhoGetsFlagged) -> String {
         format!(
             "{} [{}, {}]",
             share(s),
-            plain(100.0 * s.ci95[0], 1),
-            plain(100.0 * s.ci95[1], 1)
+            num(Some(100.0 * s.ci95[0]), 1),
+            num(Some(100.0 * s.ci95[1]), 1)
         )
     };
     table.push_str(&format!(

@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 const MISSING: &str = "–";
 
-fn num(x: Option<f64>, d: usize) -> String {
+/// `x` with `d` decimals (`–` when missing or not finite).
+pub(crate) fn num(x: Option<f64>, d: usize) -> String {
     match x {
         Some(x) if x.is_finite() => format!("{x:.d$}"),
         _ => MISSING.into(),
