@@ -1,6 +1,31 @@
 //! [`Ensemble`]: the mean of several scorers.
 
+use crate::metrics::Isotonic;
 use crate::{ScoreError, Scorer, ScorerInfo, TextScore};
+use std::collections::BTreeMap;
+
+/// The file that makes a folder an ensemble of scorer folders beside it.
+pub const ENSEMBLE_SPEC: &str = "ensemble.json";
+
+/// The format tag of [`EnsembleSpec`].
+pub const ENSEMBLE_FORMAT: &str = "detox-ensemble-1";
+
+/// An ensemble's description on disk (`ensemble.json`): its member folders, relative to the
+/// file, and the calibration of the members' mean as a whole.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EnsembleSpec {
+    /// [`ENSEMBLE_FORMAT`].
+    pub format: String,
+    /// Member folders, relative to the folder holding `ensemble.json`.
+    pub members: Vec<String>,
+    /// Per attribute, the monotone map applied to the members' mean (attributes without one
+    /// pass unchanged).
+    #[serde(default)]
+    pub calibration: BTreeMap<String, Isotonic>,
+    /// How it was made (free-form provenance).
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
 
 /// The mean of several scorers' scores, attribute by attribute (the attributes all of them
 /// output, in the first scorer's order). Members with calibrated outputs on the same scale
@@ -10,6 +35,8 @@ pub struct Ensemble {
     /// For each member, the index of each ensemble attribute in its outputs.
     index: Vec<Vec<usize>>,
     info: ScorerInfo,
+    /// Per ensemble attribute, the map applied to the mean (`None`: the mean itself).
+    calibration: Vec<Option<Isotonic>>,
 }
 
 impl Ensemble {
@@ -62,10 +89,12 @@ impl Ensemble {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
+        let calibration = vec![None; info.attributes.len()];
         Ok(Self {
             members,
             index,
             info,
+            calibration,
         })
     }
 }
@@ -74,6 +103,24 @@ impl Ensemble {
     /// Renames the ensemble (its members keep their ids).
     pub fn with_id(mut self, id: impl Into<String>) -> Self {
         self.info.id = id.into();
+        self
+    }
+
+    /// Maps the members' mean of each attribute named in `calibration` through its monotone
+    /// map (an ensemble calibrated as a whole; see `detox train --model default`).
+    pub fn with_calibration(mut self, calibration: &BTreeMap<String, Isotonic>) -> Self {
+        self.calibration = self
+            .info
+            .attributes
+            .iter()
+            .map(|a| calibration.get(a).cloned())
+            .collect();
+        if calibration
+            .keys()
+            .any(|a| self.info.attribute_index(a).is_some())
+        {
+            self.info.description = format!("calibrated {}", self.info.description);
+        }
         self
     }
 }
@@ -110,6 +157,15 @@ impl Scorer for Ensemble {
                 }
                 o.tokens = o.tokens.max(s.tokens);
                 o.truncated |= s.truncated;
+            }
+        }
+        if self.calibration.iter().any(Option::is_some) {
+            for o in &mut out {
+                for (v, c) in o.values.iter_mut().zip(&self.calibration) {
+                    if let Some(c) = c {
+                        *v = c.apply(*v as f64) as f32;
+                    }
+                }
             }
         }
         Ok(out)

@@ -34,7 +34,7 @@ pub mod metrics;
 pub mod rng;
 pub mod testing;
 
-pub use ensemble::Ensemble;
+pub use ensemble::{Ensemble, EnsembleSpec, ENSEMBLE_FORMAT, ENSEMBLE_SPEC};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -240,6 +240,17 @@ mod tests {
         assert_eq!(e.info().id, "both");
         let s = e.score(&["x"]).unwrap();
         assert!((s[0].values[0] - 0.4).abs() < 1e-6 && (s[0].values[1] - 0.6).abs() < 1e-6);
+        // Calibrated as a whole: the mean goes through the attribute's map (here x -> x / 2
+        // on [0, 1]); attributes without a map keep the mean.
+        let map = crate::metrics::Isotonic {
+            x: vec![0.0, 1.0],
+            y: vec![0.0, 0.5],
+        };
+        let e = e.with_calibration(&[("toxicity".to_string(), map)].into_iter().collect());
+        let s = e.score(&["x"]).unwrap();
+        assert!((s[0].values[0] - 0.2).abs() < 1e-6, "{:?}", s[0].values);
+        assert!((s[0].values[1] - 0.6).abs() < 1e-6, "{:?}", s[0].values);
+        assert!(e.info().description.starts_with("calibrated "));
         let c = Fixed(
             ScorerInfo::new("c", vec!["other".into()], Activation::Sigmoid),
             vec![1.0],

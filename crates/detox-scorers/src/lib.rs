@@ -95,9 +95,25 @@ pub enum LoadError {
 }
 
 /// The identity terms a scorer folder's training data named, as `detox train` records them in
-/// its spec's `training.identity_terms` (`detox-head.json` or `detox-ngram.json`); `None` when
-/// `dir` holds neither spec or the spec records no list (an older or foreign folder).
+/// its spec's `training.identity_terms` (`detox-head.json` or `detox-ngram.json`; for an
+/// ensemble folder, the union over its members); `None` when `dir` holds no spec or the specs
+/// record no list (an older or foreign folder).
 pub fn trained_identity_terms(dir: &std::path::Path) -> Option<Vec<String>> {
+    if let Ok(text) = std::fs::read_to_string(dir.join(detox_core::ENSEMBLE_SPEC)) {
+        let spec: detox_core::EnsembleSpec = serde_json::from_str(&text).ok()?;
+        let lists: Vec<Vec<String>> = spec
+            .members
+            .iter()
+            .filter_map(|m| trained_identity_terms(&dir.join(m)))
+            .collect();
+        if lists.is_empty() {
+            return None;
+        }
+        let mut all: Vec<String> = lists.into_iter().flatten().collect();
+        all.sort();
+        all.dedup();
+        return Some(all);
+    }
     [head::HEAD_SPEC, ngram::NGRAM_SPEC].iter().find_map(|f| {
         let text = std::fs::read_to_string(dir.join(f)).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;

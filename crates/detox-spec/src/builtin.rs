@@ -10,3 +10,6 @@ pub(crate) const FAST_SPEC_TEXT: &str = include_str!("../../../models/fast/detox
 /// The built-in n-gram model's weights.
 pub(crate) const FAST_WEIGHTS_BYTES: &[u8] =
     include_bytes!("../../../models/fast/ngram.safetensors");
+/// The built-in ensemble's spec (`--scorer default`): its members and the calibration of their
+/// mean as a whole (written by `detox train --recipe shared --model default --out models`).
+pub(crate) const ENSEMBLE_SPEC_TEXT: &str = include_str!("../../../models/ensemble.json");

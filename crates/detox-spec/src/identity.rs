@@ -19,6 +19,9 @@ pub enum ScorerIdentity {
         name: String,
         /// The head and the n-gram model.
         members: Vec<ScorerIdentity>,
+        /// sha256 of the embedded `ensemble.json` (the calibration of the members' mean).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ensemble_sha256: Option<String>,
     },
     /// The built-in head.
     Head {
@@ -66,6 +69,7 @@ pub(crate) fn identity(spec: &ScorerSpec, opts: &LoadOptions) -> Result<ScorerId
                 identity(&ScorerSpec::DefaultHead, opts)?,
                 identity(&ScorerSpec::Fast, opts)?,
             ],
+            ensemble_sha256: Some(sha256_bytes(builtin::ENSEMBLE_SPEC_TEXT.as_bytes())),
         },
         ScorerSpec::DefaultHead => {
             let head = HeadSpec::parse(builtin::HEAD_SPEC_TEXT, DEFAULT_HEAD_SCORER).map_err(
@@ -101,6 +105,27 @@ pub(crate) fn identity(spec: &ScorerSpec, opts: &LoadOptions) -> Result<ScorerId
                     .map(|e| e.file_name().to_string_lossy().to_string())
                     .filter(|n| !n.starts_with('.') && n != "detox-model.json")
                     .collect();
+                // An ensemble folder's member folders count too (`member/file`).
+                if let Ok(text) = std::fs::read_to_string(path.join(detox_core::ENSEMBLE_SPEC)) {
+                    if let Ok(spec) = serde_json::from_str::<detox_core::EnsembleSpec>(&text) {
+                        for m in spec.members {
+                            let dir = path.join(&m);
+                            let mut inner: Vec<String> = std::fs::read_dir(&dir)
+                                .map_err(|error| FileError {
+                                    action: "cannot read",
+                                    path: dir.clone(),
+                                    error,
+                                })?
+                                .filter_map(|e| e.ok())
+                                .filter(|e| e.path().is_file())
+                                .map(|e| e.file_name().to_string_lossy().to_string())
+                                .filter(|n| !n.starts_with('.'))
+                                .collect();
+                            inner.sort();
+                            names.extend(inner.into_iter().map(|n| format!("{m}/{n}")));
+                        }
+                    }
+                }
                 names.sort();
                 for n in names {
                     let h = sha256_file(&path.join(&n))?;

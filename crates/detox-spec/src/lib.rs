@@ -258,16 +258,21 @@ impl ScorerSpec {
             }
             Self::Default => {
                 // The mean of the encoder head and the n-gram model, whose errors differ
-                // (context vs words); both are calibrated to Perspective's scale.
-                let members = vec![Self::DefaultHead.load(opts)?, Self::Fast.load(opts)?];
-                Ok(Box::new(
-                    detox_core::Ensemble::new(members)
-                        .map_err(|source| SpecError::Ensemble {
-                            spec: self.to_string(),
-                            source,
-                        })?
-                        .with_id(DEFAULT_SCORER),
-                ))
+                // (context vs words), calibrated as a whole onto Perspective's scale.
+                ensemble_from_parts(
+                    builtin::ENSEMBLE_SPEC_TEXT,
+                    DEFAULT_SCORER,
+                    &mut |m| match m {
+                        "default" => Self::DefaultHead.load(opts),
+                        "fast" => Self::Fast.load(opts),
+                        other => Err(SpecError::Load {
+                            spec: DEFAULT_SCORER.into(),
+                            source: detox_scorers::LoadError::Config(format!(
+                                "the built-in ensemble names an unknown member `{other}`"
+                            )),
+                        }),
+                    },
+                )
             }
             Self::DefaultHead => load_head(
                 builtin::HEAD_SPEC_TEXT,
@@ -292,6 +297,9 @@ impl ScorerSpec {
                     source,
                 };
                 let path = opts.resolve_path(name)?;
+                if path.join(detox_core::ENSEMBLE_SPEC).exists() {
+                    return load_ensemble_folder(&path, opts);
+                }
                 if path.join(NGRAM_SPEC).exists() {
                     return Ok(Box::new(NgramScorer::load(&path).map_err(load_err)?));
                 }
@@ -315,6 +323,67 @@ impl ScorerSpec {
     pub fn identity(&self, opts: &LoadOptions) -> Result<ScorerIdentity, SpecError> {
         identity::identity(self, opts)
     }
+}
+
+/// Loads a folder holding `ensemble.json` (written by `detox train --model default`): its
+/// member folders, averaged and calibrated as a whole.
+fn load_ensemble_folder(
+    path: &std::path::Path,
+    opts: &LoadOptions,
+) -> Result<Box<dyn Scorer>, SpecError> {
+    let id = path.display().to_string();
+    let file = path.join(detox_core::ENSEMBLE_SPEC);
+    let text = std::fs::read_to_string(&file).map_err(|error| SpecError::Load {
+        spec: id.clone(),
+        source: detox_scorers::LoadError::Io {
+            path: file.display().to_string(),
+            error,
+        },
+    })?;
+    ensemble_from_parts(&text, &id, &mut |member| {
+        ScorerSpec::Named(path.join(member).display().to_string()).load(opts)
+    })
+}
+
+/// Loads an ensemble member by its folder name.
+type MemberLoader<'a> = dyn FnMut(&str) -> Result<Box<dyn Scorer>, SpecError> + 'a;
+
+/// An ensemble from its `ensemble.json` text, loading each member with `load`.
+fn ensemble_from_parts(
+    text: &str,
+    id: &str,
+    load: &mut MemberLoader<'_>,
+) -> Result<Box<dyn Scorer>, SpecError> {
+    let bad = |message: String| SpecError::Load {
+        spec: id.to_string(),
+        source: detox_scorers::LoadError::Checkpoint {
+            path: detox_core::ENSEMBLE_SPEC.to_string(),
+            message,
+        },
+    };
+    let spec: detox_core::EnsembleSpec =
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if spec.format != detox_core::ENSEMBLE_FORMAT {
+        return Err(bad(format!(
+            "format `{}`, expected `{}`",
+            spec.format,
+            detox_core::ENSEMBLE_FORMAT
+        )));
+    }
+    let members = spec
+        .members
+        .iter()
+        .map(|m| load(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Box::new(
+        detox_core::Ensemble::new(members)
+            .map_err(|source| SpecError::Ensemble {
+                spec: id.to_string(),
+                source,
+            })?
+            .with_id(id)
+            .with_calibration(&spec.calibration),
+    ))
 }
 
 /// Loads a head scorer, resolving its encoder through the registry.

@@ -22,13 +22,56 @@ pub const PERSPECTIVE_ATTRIBUTES: [&str; 8] = [
 /// Auxiliary targets of the `shared` recipe: each non-Perspective dataset keeps its own
 /// definition in its own output, so the shared hidden layer learns from every dataset while
 /// Perspective's attributes are fitted to Perspective's own scores. They are not exported.
-pub const AUX_ATTRIBUTES: [&str; 5] = [
+pub const AUX_ATTRIBUTES: [&str; 14] = [
     "aux_davidson_offensive",
     "aux_davidson_hate",
     "aux_hatexplain_toxic",
     "aux_hatexplain_hate",
     "aux_toxigen_hate",
+    "aux_cat_toxic",
+    "aux_spans_toxic",
+    "aux_spans_insult",
+    "aux_spans_profanity",
+    "aux_spans_identity_attack",
+    "aux_spans_threat",
+    "aux_sbic_offensive",
+    "aux_sbic_lewd",
+    "aux_toxichat_offensive",
 ];
+
+/// The year each Perspective-scored source of the `shared` recipe was scored in. Perspective's
+/// model changed over the years (the same Wikipedia comments average about 0.12 in 2020 and
+/// 0.08 in 2025), so scores of different years are different scales: calibration uses only
+/// sources of [`CALIBRATION_YEAR`].
+pub const PERSPECTIVE_YEARS: [(&str, u16); 3] =
+    [("rtp", 2020), ("rtp-more", 2020), ("cat-large", 2020)];
+
+/// The `shared` recipe's weight per source (others weigh 1). The Perspective-scored sources
+/// carry Perspective's own scale (RTP all eight attributes, CAT-LARGE toxicity at the low end);
+/// Davidson is large and mostly offensive tweets; the identity counter-examples carry
+/// toxicity targets only (no own output): at 100 x the cross weight (0.1) each counts ten
+/// times an RTP text (chosen on the identity templates: at 10, the weight of the model before
+/// the larger data, neutral sentences naming *black* were flagged 57% of the time, at 100
+/// 31%, for 0.001 of RTP dev Spearman).
+pub const SHARED_SOURCE_WEIGHTS: [(&str, f32); 6] = [
+    ("rtp", 10.0),
+    ("rtp-more", 10.0),
+    ("cat-large", 10.0),
+    ("davidson", 0.5),
+    ("jigsaw-sample", 2.0),
+    ("identity-counterexamples", 100.0),
+];
+
+/// The year whose Perspective scale the built-in scorer is calibrated onto.
+pub const CALIBRATION_YEAR: u16 = 2020;
+
+/// The Perspective scoring year of a `shared` recipe source (`None`: not Perspective-scored).
+pub fn perspective_year(source: &str) -> Option<u16> {
+    PERSPECTIVE_YEARS
+        .iter()
+        .find(|(s, _)| *s == source)
+        .map(|(_, y)| *y)
+}
 
 /// All targets of the `shared` recipe: Perspective's attributes, then the auxiliary ones.
 pub fn shared_attributes() -> Vec<String> {
@@ -60,28 +103,46 @@ pub struct Example {
 }
 
 /// Which split an example belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Split {
-    /// Used for fitting.
+    /// Used for fitting (eight keys in ten).
     Train,
-    /// Held out for metrics (one in ten keys, by hash).
+    /// Held out of fitting; hyper-parameters are chosen on it (one key in ten).
     Dev,
+    /// Held out of fitting and of every choice; reported once at the end (one key in ten).
+    Test,
 }
 
-/// The deterministic split of a (source, key): sha256 of both, one in ten is dev.
+fn key_hash(source: &str, key: &str) -> [u8; 32] {
+    Sha256::digest(format!("{source}\u{0}{key}").as_bytes()).into()
+}
+
+/// The deterministic split of a (source, key): the first byte of sha256(source, NUL, key)
+/// mod 10 is 0 for dev, 1 for test, anything else for train.
 pub fn split_of(source: &str, key: &str) -> Split {
-    let h = Sha256::digest(format!("{source}\u{0}{key}").as_bytes());
-    if h[0] % 10 == 0 {
-        Split::Dev
-    } else {
-        Split::Train
+    match key_hash(source, key)[0] % 10 {
+        0 => Split::Dev,
+        1 => Split::Test,
+        _ => Split::Train,
     }
+}
+
+/// The cross-fitting fold (0..`folds`) of a (source, key): the second byte of the same hash,
+/// so examples sharing a key share a fold.
+pub fn fold_of(source: &str, key: &str, folds: usize) -> usize {
+    key_hash(source, key)[1] as usize % folds.max(1)
 }
 
 impl Example {
     /// This example's split.
     pub fn split(&self) -> Split {
         split_of(&self.source, &self.key)
+    }
+
+    /// This example's cross-fitting fold.
+    pub fn fold(&self, folds: usize) -> usize {
+        fold_of(&self.source, &self.key, folds)
     }
 }
 
@@ -383,10 +444,286 @@ pub fn read_jigsaw_sample(data: &Path) -> Result<Vec<Example>, TrainError> {
     Ok(out)
 }
 
+/// The RealToxicityPrompts file of `rtp-more` (2,015 more toxic prompts, 2020 scores).
+pub const RTP_MORE: &str = "rtp-more/toxic-2k.jsonl";
+
+/// The `rtp-more` rows: prompt and continuation texts with their 8 Perspective scores (2020).
+pub fn read_rtp_more(data: &Path) -> Result<Vec<Example>, TrainError> {
+    read_rtp_files(data, &[RTP_MORE], "rtp-more")
+}
+
+/// The CAT-LARGE file (Wikipedia talk comments without their parents).
+pub const CAT_LARGE: &str = "cat-large/gn.csv";
+
+/// CAT-LARGE: Wikipedia talk comments with Perspective's TOXICITY scored in 2020 (`api`: a
+/// soft `toxicity` target on Perspective's scale) and a human majority label (`label` 1:
+/// toxic), which trains its own output `aux_cat_toxic`. Keyed by the comment `id`.
+pub fn read_cat_large(data: &Path) -> Result<Vec<Example>, TrainError> {
+    let (h, rows) = csv_rows(data, CAT_LARGE)?;
+    let (c_id, c_text, c_label, c_api) = (
+        col(&h, "id", CAT_LARGE)?,
+        col(&h, "text", CAT_LARGE)?,
+        col(&h, "label", CAT_LARGE)?,
+        col(&h, "api", CAT_LARGE)?,
+    );
+    let mut out = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let Some(text) = r.get(c_text) else { continue };
+        let api = r.get(c_api).and_then(|v| v.trim().parse::<f32>().ok());
+        let label = match r.get(c_label).map(str::trim) {
+            Some("1") => Some(1.0),
+            Some("0") => Some(0.0),
+            _ => None,
+        };
+        if api.is_none() && label.is_none() {
+            continue;
+        }
+        let mut pairs = Vec::new();
+        if let Some(a) = api {
+            if !(0.0..=1.0).contains(&a) {
+                return Err(TrainError::Data(format!(
+                    "{CAT_LARGE}: line {}: field `api` is {a}, outside [0, 1]",
+                    i + 2
+                )));
+            }
+            pairs.push(("toxicity", a));
+        }
+        if let Some(l) = label {
+            pairs.push(("aux_cat_toxic", l));
+        }
+        out.push(Example {
+            text: text.to_string(),
+            targets: targets_for(&pairs),
+            source: "cat-large".into(),
+            key: r
+                .get(c_id)
+                .map(String::from)
+                .unwrap_or_else(|| i.to_string()),
+            perspective: api.is_some(),
+        });
+    }
+    Ok(out)
+}
+
+/// The Toxic Spans files: posts, one row per rater, and the raters' typed spans.
+pub const TOXIC_SPANS: [&str; 3] = [
+    "toxic-spans/comments.csv",
+    "toxic-spans/annotations.csv",
+    "toxic-spans/spans.csv",
+];
+
+/// The span types of Toxic Spans and the attribute each gives a rater fraction for
+/// (`Other toxicity` counts only towards toxic).
+const SPAN_TYPES: [(&str, &str); 4] = [
+    ("Insult", "insult"),
+    ("Profane/Obscene", "profanity"),
+    ("Identity based Attack", "identity_attack"),
+    ("Threat", "threat"),
+];
+
+/// Toxic Spans: per post, the share of its raters who marked a span of each type (insult,
+/// profanity, identity_attack, threat), and the share who found it toxic at all (a span of
+/// any type, or `all toxic` without `not toxic`). The two flags are unreliable alone: 21,185
+/// rater rows set both and mark no span (read as not toxic). The fractions train their own
+/// outputs (`aux_spans_*`) and Perspective's attributes of the same names at the cross weight.
+/// Keyed by `comment_id`; posts in `comments.csv` order, posts without raters skipped.
+pub fn read_toxic_spans(data: &Path) -> Result<Vec<Example>, TrainError> {
+    let [posts_rel, ann_rel, spans_rel] = TOXIC_SPANS;
+    let (h, spans) = csv_rows(data, spans_rel)?;
+    let (c_ann, c_type) = (
+        col(&h, "annotation", spans_rel)?,
+        col(&h, "type", spans_rel)?,
+    );
+    // annotation id -> bit set of span types (bit 4: any span at all).
+    let mut marked: std::collections::HashMap<String, u8> = std::collections::HashMap::new();
+    for r in &spans {
+        let Some(a) = r.get(c_ann) else { continue };
+        let ty = r.get(c_type).unwrap_or("").trim();
+        let mut bits = 1 << 4;
+        if let Some(j) = SPAN_TYPES.iter().position(|(t, _)| *t == ty) {
+            bits |= 1 << j;
+        }
+        *marked.entry(a.to_string()).or_default() |= bits;
+    }
+    let (h, anns) = csv_rows(data, ann_rel)?;
+    let (c_a, c_post, c_all, c_not) = (
+        col(&h, "annotation", ann_rel)?,
+        col(&h, "comment_id", ann_rel)?,
+        col(&h, "all toxic", ann_rel)?,
+        col(&h, "not toxic", ann_rel)?,
+    );
+    // comment id -> (raters, toxic raters, raters per span type).
+    let mut per_post: std::collections::HashMap<String, (f32, f32, [f32; 4])> =
+        std::collections::HashMap::new();
+    for r in &anns {
+        let (Some(a), Some(post)) = (r.get(c_a), r.get(c_post)) else {
+            continue;
+        };
+        let flag = |c: usize| r.get(c).map(|v| v.trim().eq_ignore_ascii_case("true")) == Some(true);
+        let bits = marked.get(a).copied().unwrap_or(0);
+        let toxic = bits != 0 || (flag(c_all) && !flag(c_not));
+        let e = per_post.entry(post.to_string()).or_default();
+        e.0 += 1.0;
+        e.1 += f32::from(u8::from(toxic));
+        for (j, n) in e.2.iter_mut().enumerate() {
+            *n += f32::from(bits >> j & 1);
+        }
+    }
+    let (h, posts) = csv_rows(data, posts_rel)?;
+    let (c_id, c_text) = (
+        col(&h, "comment_id", posts_rel)?,
+        col(&h, "comment_text", posts_rel)?,
+    );
+    let mut out = Vec::new();
+    for r in &posts {
+        let (Some(id), Some(text)) = (r.get(c_id), r.get(c_text)) else {
+            continue;
+        };
+        let Some(&(n, toxic, types)) = per_post.get(id) else {
+            continue;
+        };
+        let mut pairs = vec![("aux_spans_toxic", toxic / n), ("toxicity", toxic / n)];
+        let aux = [
+            "aux_spans_insult",
+            "aux_spans_profanity",
+            "aux_spans_identity_attack",
+            "aux_spans_threat",
+        ];
+        for (j, (_, attr)) in SPAN_TYPES.iter().enumerate() {
+            pairs.push((aux[j], types[j] / n));
+            pairs.push((attr, types[j] / n));
+        }
+        out.push(Example {
+            text: text.to_string(),
+            targets: targets_for(&pairs),
+            source: "toxic-spans".into(),
+            key: id.to_string(),
+            perspective: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The Social Bias Frames dev file.
+pub const SBIC: &str = "sbic-dev/SBFv2.dev.csv";
+
+/// Social Bias Frames dev posts: one row per rater; the mean of a post's raters'
+/// `offensiveYN` (0, 0.5 or 1; blanks ignored) and `sexYN` (lewd) train their own outputs, and
+/// offensiveness trains `toxicity` at the cross weight. Posts in first-seen order, keyed by
+/// their text; posts without an offensiveness rating are left out.
+pub fn read_sbic(data: &Path) -> Result<Vec<Example>, TrainError> {
+    let (h, rows) = csv_rows(data, SBIC)?;
+    let (c_post, c_off, c_sex) = (
+        col(&h, "post", SBIC)?,
+        col(&h, "offensiveYN", SBIC)?,
+        col(&h, "sexYN", SBIC)?,
+    );
+    let mut order: Vec<String> = Vec::new();
+    // post -> (offensive sum, raters, lewd sum, lewd raters)
+    let mut sums: std::collections::HashMap<String, (f32, f32, f32, f32)> =
+        std::collections::HashMap::new();
+    for r in &rows {
+        let Some(post) = r.get(c_post) else { continue };
+        let e = sums.entry(post.to_string()).or_insert_with(|| {
+            order.push(post.to_string());
+            (0.0, 0.0, 0.0, 0.0)
+        });
+        let num = |c: usize| r.get(c).and_then(|v| v.trim().parse::<f32>().ok());
+        if let Some(v) = num(c_off) {
+            e.0 += v;
+            e.1 += 1.0;
+        }
+        if let Some(v) = num(c_sex) {
+            e.2 += v;
+            e.3 += 1.0;
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|post| {
+            let (off, n, lewd, nl) = sums[&post];
+            if n == 0.0 {
+                return None;
+            }
+            let mut pairs = vec![("aux_sbic_offensive", off / n), ("toxicity", off / n)];
+            if nl > 0.0 {
+                pairs.push(("aux_sbic_lewd", lewd / nl));
+            }
+            Some(Example {
+                targets: targets_for(&pairs),
+                key: post.clone(),
+                text: post,
+                source: "sbic".into(),
+                perspective: false,
+            })
+        })
+        .collect())
+}
+
+/// The ToxiChat file.
+pub const TOXICHAT: &str = "toxichat/train.jsonl";
+
+/// ToxiChat threads, each labelled `Offensive` / `Safe` per turn by people (`offense_label`):
+/// the two final language-model responses (DialoGPT, GPT-3) and, with `turns`, the Reddit
+/// turns before them. Keyed by thread (its line), so a thread's texts share a split. The label
+/// trains its own output and `toxicity` at the cross weight. Texts are trimmed.
+pub fn read_toxichat(data: &Path, turns: bool) -> Result<Vec<Example>, TrainError> {
+    use std::io::BufRead;
+    let r = std::io::BufReader::new(open(data, TOXICHAT)?);
+    let mut out = Vec::new();
+    for (i, line) in r.lines().enumerate() {
+        let line = line.map_err(|e| TrainError::Io(TOXICHAT.into(), e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| TrainError::Data(format!("{TOXICHAT}: line {}: {e}", i + 1)))?;
+        let mut items: Vec<&Value> = Vec::new();
+        if turns {
+            if let Some(t) = v.get("reddit_thread").and_then(|t| t.as_array()) {
+                items.extend(t.iter());
+            }
+        }
+        for part in ["final_dgpt_response", "final_gpt3_response"] {
+            items.extend(v.get(part));
+        }
+        for obj in items {
+            let (Some(text), Some(label)) = (
+                obj.get("text").and_then(|t| t.as_str()),
+                obj.get("offense_label").and_then(|t| t.as_str()),
+            ) else {
+                continue;
+            };
+            let y = match label {
+                "Offensive" => 1.0,
+                "Safe" => 0.0,
+                _ => continue,
+            };
+            let text = text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            out.push(Example {
+                text: text.to_string(),
+                targets: targets_for(&[("aux_toxichat_offensive", y), ("toxicity", y)]),
+                source: "toxichat".into(),
+                key: format!("thread {}", i + 1),
+                perspective: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Every dataset the shared README allows a committed model to be trained on, plus this
 /// project's own identity counter-examples ([`crate::identity`]).
 pub fn read_shared(data: &Path) -> Result<Vec<Example>, TrainError> {
     let mut all = read_rtp(data)?;
+    all.extend(read_rtp_more(data)?);
+    all.extend(read_cat_large(data)?);
+    all.extend(read_toxic_spans(data)?);
+    all.extend(read_sbic(data)?);
+    all.extend(read_toxichat(data, true)?);
     all.extend(read_davidson(data)?);
     all.extend(read_hatexplain(data)?);
     all.extend(read_toxigen(data)?);
@@ -400,12 +737,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_is_stable_and_about_a_tenth() {
+    fn splits_are_stable_a_tenth_dev_a_tenth_test_and_folds_even() {
         assert_eq!(split_of("rtp", "a"), split_of("rtp", "a"));
-        let dev = (0..10_000)
-            .filter(|i| split_of("x", &i.to_string()) == Split::Dev)
-            .count();
+        let count = |s: Split| {
+            (0..10_000)
+                .filter(|i| split_of("x", &i.to_string()) == s)
+                .count()
+        };
+        let (dev, test) = (count(Split::Dev), count(Split::Test));
         assert!((800..1200).contains(&dev), "{dev}");
+        assert!((800..1200).contains(&test), "{test}");
+        assert_eq!(dev + test + count(Split::Train), 10_000);
+        let mut folds = [0usize; 5];
+        for i in 0..10_000 {
+            folds[fold_of("x", &i.to_string(), 5)] += 1;
+        }
+        assert!(
+            folds.iter().all(|&n| (1_800..2_200).contains(&n)),
+            "{folds:?}"
+        );
+        assert_eq!(perspective_year("cat-large"), Some(2020));
+        assert_eq!(perspective_year("davidson"), None);
     }
 
     #[test]

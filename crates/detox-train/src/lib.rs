@@ -4,7 +4,9 @@
 //! embedded once with a registry encoder (mean pooling; vectors cached on disk so an
 //! interrupted run resumes where it stopped), a small head is fitted with candle's autograd
 //! ([`fit`]), and each attribute is calibrated with isotonic regression onto the Perspective
-//! scores of RealToxicityPrompts texts, so that 0.5 means what it means to Perspective users.
+//! scores of one year ([`data::CALIBRATION_YEAR`]), fitted on out-of-fold probabilities, so
+//! that 0.5 means what it means to Perspective users. [`train_default`] trains the built-in
+//! pair (head and n-gram model) and calibrates their mean as a whole.
 //! [`quality`] measures any scorer on test sets never used for training or choices, on the
 //! dev splits, and on the identity-term templates.
 
@@ -79,6 +81,9 @@ pub struct TrainOptions {
     pub fine_tune: finetune::TuneConfig,
     /// Calibrate attributes on examples marked `perspective`.
     pub calibrate: bool,
+    /// Cross-fitting folds of the calibration (the isotonic maps are fitted on out-of-fold
+    /// probabilities); 0 or 1: fitted on the final model's own training-split probabilities.
+    pub folds: usize,
     /// The command line, for the spec's provenance.
     pub command: String,
 }
@@ -103,6 +108,13 @@ pub enum Progress {
         steps: usize,
         /// Mean loss of the epoch so far.
         loss: f64,
+    },
+    /// Cross-fitting: a model for this fold of the calibration data is being fitted.
+    Fold {
+        /// 1-based fold.
+        fold: usize,
+        /// Of this many.
+        folds: usize,
     },
     /// One epoch of the head finished.
     Epoch {
@@ -135,7 +147,7 @@ pub struct DevMetric {
 pub struct TrainReport {
     /// Training examples.
     pub train_examples: usize,
-    /// Dev examples.
+    /// Examples held out of fitting (the dev and test splits).
     pub dev_examples: usize,
     /// Final training loss.
     pub final_loss: f64,
@@ -219,6 +231,83 @@ pub fn dev_metrics(examples: &[Example], p: &[Vec<f32>], attributes: &[String]) 
     out
 }
 
+/// The indices of `examples` in `split`.
+fn split_indices(examples: &[Example], split: Split) -> Vec<usize> {
+    (0..examples.len())
+        .filter(|&i| examples[i].split() == split)
+        .collect()
+}
+
+/// Whether an example is a calibration target: a training-split text scored by Perspective in
+/// [`data::CALIBRATION_YEAR`] (sources absent from [`data::PERSPECTIVE_YEARS`] count, so a
+/// user's own Perspective-scored files calibrate too).
+fn calibrates(e: &Example) -> bool {
+    e.perspective
+        && e.split() == Split::Train
+        && data::perspective_year(&e.source).is_none_or(|y| y == data::CALIBRATION_YEAR)
+}
+
+/// Fits a model on the examples at the first indices and returns its probability rows for the
+/// examples at the second.
+type FitPredict<'a> = dyn FnMut(&[usize], &[usize]) -> Result<Vec<Vec<f32>>, TrainError> + 'a;
+
+/// Out-of-fold probabilities of the calibration examples ([`calibrates`]): for each of
+/// `folds` folds (by hash of source and key), a model fitted on the training examples of the
+/// other folds predicts the fold's calibration examples. `fit_predict(fit, predict)` fits on
+/// the indices `fit` and returns one probability row per index of `predict`.
+fn out_of_fold(
+    examples: &[Example],
+    folds: usize,
+    progress: &mut dyn FnMut(Progress),
+    fit_predict: &mut FitPredict<'_>,
+) -> Result<Vec<Option<Vec<f32>>>, TrainError> {
+    let mut out = vec![None; examples.len()];
+    for f in 0..folds {
+        progress(Progress::Fold { fold: f + 1, folds });
+        let (mut fit, mut predict) = (Vec::new(), Vec::new());
+        for (i, e) in examples.iter().enumerate() {
+            if e.split() != Split::Train {
+                continue;
+            }
+            if e.fold(folds) != f {
+                fit.push(i);
+            } else if calibrates(e) {
+                predict.push(i);
+            }
+        }
+        let p = fit_predict(&fit, &predict)?;
+        for (&i, row) in predict.iter().zip(p) {
+            out[i] = Some(row);
+        }
+    }
+    Ok(out)
+}
+
+/// A trained member before it is written: its probabilities on every example, the
+/// calibration fitted for it, and its out-of-fold probabilities (when cross-fitted).
+struct Member {
+    probs: Vec<Vec<f32>>,
+    calibration: BTreeMap<String, Isotonic>,
+    oof: Option<Vec<Option<Vec<f32>>>>,
+    report: TrainReport,
+}
+
+/// The member's calibration: from the out-of-fold probabilities when `oof` is given
+/// (cross-fitted: no example calibrates the model that was fitted on it), else from the final
+/// model's own probabilities on its training split (in-sample).
+fn member_calibration(
+    examples: &[Example],
+    probs: &[Vec<f32>],
+    oof: Option<&[Option<Vec<f32>>]>,
+    opts: &TrainOptions,
+) -> BTreeMap<String, Isotonic> {
+    let rows: Vec<Option<&[f32]>> = match oof {
+        Some(o) => o.iter().map(|r| r.as_deref()).collect(),
+        None => probs.iter().map(|r| Some(r.as_slice())).collect(),
+    };
+    fit_calibration(examples, &rows, opts)
+}
+
 /// Trains a head on `examples` and writes the scorer folder `out` (atomically).
 pub fn train(
     examples: &[Example],
@@ -226,12 +315,16 @@ pub fn train(
     out: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TrainReport, TrainError> {
-    check_targets(examples, opts.attributes.len())?;
-    if opts.fine_tune.layers > 0 && opts.pooling != detox_scorers::Pooling::Mean {
-        return Err(TrainError::Data(
-            "fine-tuning supports mean pooling only".into(),
-        ));
-    }
+    Ok(train_head_member(examples, opts, out, progress)?.report)
+}
+
+/// Embeds every text of `examples` (through the cache) and returns the encoder, the hash of
+/// its weights and one vector per example.
+fn embed_examples(
+    examples: &[Example],
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(SentenceEncoder, String, Vec<Vec<f32>>), TrainError> {
     let encoder =
         SentenceEncoder::from_hf_dir(&opts.encoder_dir, opts.batch_size, Some(opts.max_tokens))?
             .with_parallel_batches(opts.parallel)
@@ -249,29 +342,75 @@ pub fn train(
     )?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     embed_texts(&encoder, &mut cache, &texts, progress)?;
-    let emb: Vec<&Vec<f32>> = examples
+    let emb = examples
         .iter()
         .map(|e| {
             cache
                 .get(&e.text)
+                .cloned()
                 .ok_or_else(|| TrainError::Data("embedding missing after embedding".into()))
         })
         .collect::<Result<_, _>>()?;
+    Ok((encoder, sha, emb))
+}
 
-    let train_idx: Vec<usize> = (0..examples.len())
-        .filter(|&i| examples[i].split() == Split::Train)
-        .collect();
-    let x: Vec<Vec<f32>> = train_idx.iter().map(|&i| emb[i].clone()).collect();
-    let y: Vec<Vec<Option<f32>>> = train_idx
-        .iter()
-        .map(|&i| examples[i].targets.clone())
-        .collect();
-    let w = target_weights(examples, &train_idx, opts);
+/// Fits a head on the examples at `idx`.
+fn fit_head(
+    examples: &[Example],
+    emb: &[Vec<f32>],
+    idx: &[usize],
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<FittedHead, TrainError> {
+    let x: Vec<Vec<f32>> = idx.iter().map(|&i| emb[i].clone()).collect();
+    let y: Vec<Vec<Option<f32>>> = idx.iter().map(|&i| examples[i].targets.clone()).collect();
+    let w = target_weights(examples, idx, opts);
+    fit::fit(&x, &y, &w, &opts.fit, progress)
+}
+
+fn mlp_of(tensors: &HashMap<String, Tensor>) -> Mlp {
+    Mlp::new(
+        tensors["w1"].clone(),
+        tensors["b1"].clone(),
+        tensors.get("w2").cloned().zip(tensors.get("b2").cloned()),
+    )
+}
+
+fn train_head_member(
+    examples: &[Example],
+    opts: &TrainOptions,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Member, TrainError> {
+    check_targets(examples, opts.attributes.len())?;
+    if opts.fine_tune.layers > 0 && opts.pooling != detox_scorers::Pooling::Mean {
+        return Err(TrainError::Data(
+            "fine-tuning supports mean pooling only".into(),
+        ));
+    }
+    let (encoder, sha, emb) = embed_examples(examples, opts, progress)?;
+    let train_idx = split_indices(examples, Split::Train);
+    // Cross-fitted calibration: heads fitted on the other folds predict each fold (frozen
+    // encoder; fine-tuning applies to the final head only).
+    let oof = if opts.calibrate && opts.folds >= 2 {
+        Some(out_of_fold(
+            examples,
+            opts.folds,
+            progress,
+            &mut |fit, predict| {
+                let h = fit_head(examples, &emb, fit, opts, &mut |_, _| {})?;
+                let xs: Vec<&Vec<f32>> = predict.iter().map(|&i| &emb[i]).collect();
+                head_probs(&mlp_of(&h.tensors), &xs)
+            },
+        )?)
+    } else {
+        None
+    };
     let epochs = opts.fit.epochs;
     let FittedHead {
         tensors,
         final_loss,
-    } = fit::fit(&x, &y, &w, &opts.fit, &mut |epoch, loss| {
+    } = fit_head(examples, &emb, &train_idx, opts, &mut |epoch, loss| {
         progress(Progress::Epoch {
             epoch,
             epochs,
@@ -280,11 +419,16 @@ pub fn train(
     })?;
     // Optionally, fine-tune the encoder's top blocks with the head, then embed every text
     // again with the tuned encoder.
-    let (tensors, final_loss, overrides, tuned_emb) = if opts.fine_tune.layers > 0 {
+    let (tensors, final_loss, overrides, emb) = if opts.fine_tune.layers > 0 {
         let train_texts: Vec<&str> = train_idx
             .iter()
             .map(|&i| examples[i].text.as_str())
             .collect();
+        let y: Vec<Vec<Option<f32>>> = train_idx
+            .iter()
+            .map(|&i| examples[i].targets.clone())
+            .collect();
+        let w = target_weights(examples, &train_idx, opts);
         let tuned = finetune::fine_tune(
             &encoder,
             &opts.encoder_dir,
@@ -310,25 +454,16 @@ pub fn train(
         )?
         .with_parallel_batches(opts.parallel)
         .with_pooling(opts.pooling);
+        let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         let vectors = tuned_encoder.embed(&texts)?;
-        (tuned.head, tuned.final_loss, tuned.layers, Some(vectors))
+        (tuned.head, tuned.final_loss, tuned.layers, vectors)
     } else {
-        (tensors, final_loss, Vec::new(), None)
+        (tensors, final_loss, Vec::new(), emb)
     };
-    let emb: Vec<&Vec<f32>> = match &tuned_emb {
-        Some(v) => v.iter().collect(),
-        None => emb,
-    };
-    let mlp = Mlp::new(
-        tensors["w1"].clone(),
-        tensors["b1"].clone(),
-        tensors.get("w2").cloned().zip(tensors.get("b2").cloned()),
-    );
-    let probs = head_probs(&mlp, &emb)?;
+    let probs = head_probs(&mlp_of(&tensors), &emb.iter().collect::<Vec<_>>())?;
 
-    // Calibration: a monotone map from the head's probability to the Perspective score,
-    // fitted on the training split of Perspective-scored examples.
-    let calibration = fit_calibration(examples, &probs, opts);
+    // Calibration: a monotone map from the head's probability to the Perspective score.
+    let calibration = member_calibration(examples, &probs, oof.as_deref(), opts);
     let dev = dev_metrics(examples, &probs, &opts.attributes);
     let keep: Vec<u32> = exported_indices(opts)?
         .into_iter()
@@ -351,10 +486,6 @@ pub fn train(
         final_loss,
         dev,
     };
-    let mut per_source: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in examples {
-        *per_source.entry(e.source.as_str()).or_default() += 1;
-    }
     let spec = HeadSpec {
         format: HEAD_FORMAT.into(),
         encoder: opts.encoder_name.clone(),
@@ -363,10 +494,10 @@ pub fn train(
         max_tokens: encoder.max_tokens(),
         attributes: opts.exported.clone(),
         hidden: opts.fit.hidden,
-        calibration,
+        calibration: calibration.clone(),
         training: json!({
             "command": opts.command,
-            "examples_per_source": per_source,
+            "examples_per_source": examples_per_source(examples),
             "source_weights": opts.source_weights,
             "cross_weight": opts.cross_weight,
             "fit": opts.fit,
@@ -375,7 +506,8 @@ pub fn train(
             "dev_examples": report.dev_examples,
             "final_loss": final_loss,
             "dev_metrics": report.dev,
-            "split": "sha256(source, key): first byte % 10 == 0 is dev",
+            "split": SPLIT_RULE,
+            "calibration": calibration_note(opts),
             "identity_terms": identity_terms_trained(examples),
         }),
     };
@@ -383,7 +515,41 @@ pub fn train(
         tensors.insert(name, t);
     }
     write_head(out, &spec, &tensors)?;
-    Ok(report)
+    Ok(Member {
+        probs,
+        calibration,
+        oof,
+        report,
+    })
+}
+
+/// How examples are split, as recorded in every trained folder.
+const SPLIT_RULE: &str =
+    "sha256(source, NUL, key): first byte % 10 == 0 is dev, == 1 is test, else train";
+
+/// How the calibration was fitted, as recorded in every trained folder.
+fn calibration_note(opts: &TrainOptions) -> serde_json::Value {
+    json!({
+        "method": "isotonic regression per attribute onto Perspective scores, 64 knots",
+        "fitted_on": if opts.folds >= 2 {
+            format!("out-of-fold probabilities of the training split ({} folds by the second byte of the split hash)", opts.folds)
+        } else {
+            "the final model's probabilities on the training split (in-sample)".to_string()
+        },
+        "perspective_year": data::CALIBRATION_YEAR,
+        "perspective_sources": data::PERSPECTIVE_YEARS
+            .iter()
+            .map(|(s, y)| json!({"source": s, "year": y}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn examples_per_source(examples: &[Example]) -> BTreeMap<&str, usize> {
+    let mut per_source: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in examples {
+        *per_source.entry(e.source.as_str()).or_default() += 1;
+    }
+    per_source
 }
 
 /// Weights per training example and target: the source's weight, times `cross_weight` for
@@ -411,11 +577,11 @@ fn target_weights(examples: &[Example], idx: &[usize], opts: &TrainOptions) -> V
         .collect()
 }
 
-/// Isotonic maps from probabilities to Perspective scores, fitted on the training split of
-/// Perspective-scored examples (64 knots), for the exported attributes.
+/// Isotonic maps from probabilities to Perspective scores for the exported attributes, fitted
+/// on the calibration examples ([`calibrates`]) that have a probability row (64 knots).
 fn fit_calibration(
     examples: &[Example],
-    probs: &[Vec<f32>],
+    probs: &[Option<&[f32]>],
     opts: &TrainOptions,
 ) -> BTreeMap<String, Isotonic> {
     let mut calibration = BTreeMap::new();
@@ -428,11 +594,9 @@ fn fit_calibration(
         }
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for (e, p) in examples.iter().zip(probs) {
-            if e.perspective && e.split() == Split::Train {
-                if let Some(t) = e.targets[a] {
-                    xs.push(p[a] as f64);
-                    ys.push(t as f64);
-                }
+            if let (true, Some(p), Some(t)) = (calibrates(e), p, e.targets[a]) {
+                xs.push(p[a] as f64);
+                ys.push(t as f64);
             }
         }
         if xs.len() >= 50 {
@@ -475,29 +639,31 @@ pub fn train_ngram(
     out: &Path,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TrainReport, TrainError> {
-    use detox_scorers::ngram::{NgramScorer, NgramSpec, NGRAM_FORMAT, NGRAM_SPEC, NGRAM_WEIGHTS};
-    let k = opts.attributes.len();
-    check_targets(examples, k)?;
-    let train_idx: Vec<usize> = (0..examples.len())
-        .filter(|&i| examples[i].split() == Split::Train)
-        .collect();
-    let texts: Vec<&str> = train_idx
-        .iter()
-        .map(|&i| examples[i].text.as_str())
-        .collect();
-    let y: Vec<Vec<Option<f32>>> = train_idx
-        .iter()
-        .map(|&i| examples[i].targets.clone())
-        .collect();
-    let w = target_weights(examples, &train_idx, opts);
-    let epochs = cfg.epochs;
-    let (weights, bias) = ngram_fit::fit_ngram(&texts, &y, &w, cfg, &mut |epoch, loss| {
-        progress(Progress::Epoch {
-            epoch,
-            epochs,
-            loss,
-        })
-    });
+    Ok(train_ngram_member(examples, opts, cfg, out, progress)?.report)
+}
+
+/// Fits an n-gram model on the examples at `idx`: (weights, bias) over all targets.
+fn fit_ngram_on(
+    examples: &[Example],
+    idx: &[usize],
+    opts: &TrainOptions,
+    cfg: &ngram_fit::NgramConfig,
+    progress: &mut dyn FnMut(usize, f64),
+) -> (Vec<f32>, Vec<f32>) {
+    let texts: Vec<&str> = idx.iter().map(|&i| examples[i].text.as_str()).collect();
+    let y: Vec<Vec<Option<f32>>> = idx.iter().map(|&i| examples[i].targets.clone()).collect();
+    let w = target_weights(examples, idx, opts);
+    ngram_fit::fit_ngram(&texts, &y, &w, cfg, progress)
+}
+
+/// An n-gram model over all targets, uncalibrated, for its probabilities.
+fn ngram_model(
+    opts: &TrainOptions,
+    cfg: &ngram_fit::NgramConfig,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+) -> Result<detox_scorers::ngram::NgramScorer, TrainError> {
+    use detox_scorers::ngram::{NgramScorer, NgramSpec, NGRAM_FORMAT};
     let full = NgramSpec {
         format: NGRAM_FORMAT.into(),
         bits: cfg.bits,
@@ -505,16 +671,63 @@ pub fn train_ngram(
         calibration: BTreeMap::new(),
         training: serde_json::Value::Null,
     };
-    let model = NgramScorer::new(full, weights.clone(), bias.clone(), "training")?;
-    let probs: Vec<Vec<f32>> = examples
-        .iter()
-        .map(|e| {
-            let mut z = model.logits(&e.text);
+    Ok(NgramScorer::new(full, weights, bias, "training")?)
+}
+
+fn ngram_probs(
+    model: &detox_scorers::ngram::NgramScorer,
+    examples: &[Example],
+    idx: &[usize],
+) -> Vec<Vec<f32>> {
+    idx.iter()
+        .map(|&i| {
+            let mut z = model.logits(&examples[i].text);
             detox_core::Activation::Sigmoid.apply(&mut z);
             z
         })
-        .collect();
-    let calibration = fit_calibration(examples, &probs, opts);
+        .collect()
+}
+
+fn train_ngram_member(
+    examples: &[Example],
+    opts: &TrainOptions,
+    cfg: &ngram_fit::NgramConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Member, TrainError> {
+    use detox_scorers::ngram::{NgramSpec, NGRAM_FORMAT, NGRAM_SPEC, NGRAM_WEIGHTS};
+    let k = opts.attributes.len();
+    check_targets(examples, k)?;
+    let train_idx = split_indices(examples, Split::Train);
+    let oof = if opts.calibrate && opts.folds >= 2 {
+        Some(out_of_fold(
+            examples,
+            opts.folds,
+            progress,
+            &mut |fit, predict| {
+                let (w, b) = fit_ngram_on(examples, fit, opts, cfg, &mut |_, _| {});
+                Ok(ngram_probs(
+                    &ngram_model(opts, cfg, w, b)?,
+                    examples,
+                    predict,
+                ))
+            },
+        )?)
+    } else {
+        None
+    };
+    let epochs = cfg.epochs;
+    let (weights, bias) = fit_ngram_on(examples, &train_idx, opts, cfg, &mut |epoch, loss| {
+        progress(Progress::Epoch {
+            epoch,
+            epochs,
+            loss,
+        })
+    });
+    let model = ngram_model(opts, cfg, weights.clone(), bias.clone())?;
+    let all: Vec<usize> = (0..examples.len()).collect();
+    let probs = ngram_probs(&model, examples, &all);
+    let calibration = member_calibration(examples, &probs, oof.as_deref(), opts);
     let dev = dev_metrics(examples, &probs, &opts.attributes);
     let keep = exported_indices(opts)?;
     let kept_w: Vec<f32> = weights
@@ -532,15 +745,18 @@ pub fn train_ngram(
         format: NGRAM_FORMAT.into(),
         bits: cfg.bits,
         attributes: opts.exported.clone(),
-        calibration,
+        calibration: calibration.clone(),
         training: json!({
             "command": opts.command,
             "config": cfg,
+            "examples_per_source": examples_per_source(examples),
             "source_weights": opts.source_weights,
             "cross_weight": opts.cross_weight,
             "train_examples": report.train_examples,
             "dev_examples": report.dev_examples,
             "dev_metrics": report.dev,
+            "split": SPLIT_RULE,
+            "calibration": calibration_note(opts),
             "identity_terms": identity_terms_trained(examples),
         }),
     };
@@ -560,7 +776,12 @@ pub fn train_ngram(
         NGRAM_WEIGHTS,
         &tensors,
     )?;
-    Ok(report)
+    Ok(Member {
+        probs,
+        calibration,
+        oof,
+        report,
+    })
 }
 
 /// The identity terms the training examples name through this project's counter-examples
@@ -585,7 +806,7 @@ pub fn write_head(
 }
 
 /// Writes `spec_name` and `weights_name` into `out` atomically (a temporary sibling renamed
-/// into place).
+/// into place); other files already in `out` are kept.
 fn write_folder(
     out: &Path,
     spec_name: &str,
@@ -612,8 +833,183 @@ fn write_folder(
         .map_err(|e| TrainError::Io(sp.display().to_string(), e))?;
     candle_core::safetensors::save(tensors, tmp.join(weights_name))?;
     if out.exists() {
+        // Files of the old folder that training does not write (a README, say) move over.
+        let entries =
+            std::fs::read_dir(out).map_err(|e| TrainError::Io(out.display().to_string(), e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if entry.path().is_file() && !tmp.join(&name).exists() {
+                std::fs::rename(entry.path(), tmp.join(&name))
+                    .map_err(|e| TrainError::Io(entry.path().display().to_string(), e))?;
+            }
+        }
         std::fs::remove_dir_all(out).map_err(|e| TrainError::Io(out.display().to_string(), e))?;
     }
     std::fs::rename(&tmp, out).map_err(|e| TrainError::Io(out.display().to_string(), e))?;
     Ok(())
+}
+
+/// What `train_default` measured: each member's report and the calibrated ensemble's dev
+/// metrics.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DefaultReport {
+    /// The encoder head.
+    pub head: TrainReport,
+    /// The n-gram model.
+    pub ngram: TrainReport,
+    /// The ensemble (the calibrated mean of both) on the dev splits, exported attributes only.
+    pub ensemble_dev: Vec<DevMetric>,
+}
+
+/// The member folders `train_default` writes under its output folder.
+pub const DEFAULT_MEMBERS: [&str; 2] = ["default", "fast"];
+
+/// Trains the built-in pair and calibrates their mean as a whole: an encoder head in
+/// `out/default`, an n-gram model in `out/fast`, and `out/ensemble.json` (see
+/// [`detox_core::EnsembleSpec`]), which makes `out` loadable as one scorer.
+///
+/// Calibration is cross-fitted (`opts.folds` >= 2 required): each member's isotonic map is
+/// fitted on its out-of-fold probabilities of the calibration texts; the ensemble's map is then
+/// fitted on the mean of the members' calibrated out-of-fold probabilities, so neither the
+/// members' maps nor the ensemble's ever see a probability from a model fitted on that text.
+pub fn train_default(
+    examples: &[Example],
+    opts: &TrainOptions,
+    ngram_cfg: &ngram_fit::NgramConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<DefaultReport, TrainError> {
+    if opts.folds < 2 || !opts.calibrate {
+        return Err(TrainError::Data(
+            "the default pair is calibrated as a whole by cross-fitting: give at least 2 folds and keep calibration on".into(),
+        ));
+    }
+    let head = train_head_member(examples, opts, &out.join(DEFAULT_MEMBERS[0]), progress)?;
+    let ngram = train_ngram_member(
+        examples,
+        opts,
+        ngram_cfg,
+        &out.join(DEFAULT_MEMBERS[1]),
+        progress,
+    )?;
+    let members = [&head, &ngram];
+    let exported = exported_indices(opts)?;
+    // The members' calibrated mean of an example's row (exported attributes, in opts order).
+    let mean = |rows: [&[f32]; 2]| -> Vec<f32> {
+        let mut v = rows[0].to_vec();
+        for &a in &exported {
+            let attr = &opts.attributes[a];
+            let sum: f64 = members
+                .iter()
+                .zip(rows)
+                .map(|(m, r)| match m.calibration.get(attr) {
+                    Some(c) => c.apply(r[a] as f64),
+                    None => r[a] as f64,
+                })
+                .sum();
+            v[a] = (sum / members.len() as f64) as f32;
+        }
+        v
+    };
+    let (Some(oof_h), Some(oof_n)) = (&head.oof, &ngram.oof) else {
+        return Err(TrainError::Data(
+            "cross-fitting produced no out-of-fold rows".into(),
+        ));
+    };
+    let oof_mean: Vec<Option<Vec<f32>>> = oof_h
+        .iter()
+        .zip(oof_n)
+        .map(|(h, n)| match (h, n) {
+            (Some(h), Some(n)) => Some(mean([h, n])),
+            _ => None,
+        })
+        .collect();
+    let rows: Vec<Option<&[f32]>> = oof_mean.iter().map(|r| r.as_deref()).collect();
+    let calibration = fit_calibration(examples, &rows, opts);
+    // Dev metrics of the calibrated ensemble of the final members.
+    let final_rows: Vec<Vec<f32>> = head
+        .probs
+        .iter()
+        .zip(&ngram.probs)
+        .map(|(h, n)| {
+            let mut v = mean([h, n]);
+            for &a in &exported {
+                if let Some(c) = calibration.get(&opts.attributes[a]) {
+                    v[a] = c.apply(v[a] as f64) as f32;
+                }
+            }
+            v
+        })
+        .collect();
+    let ensemble_dev: Vec<DevMetric> = dev_metrics(examples, &final_rows, &opts.attributes)
+        .into_iter()
+        .filter(|m| opts.exported.contains(&m.attribute))
+        .collect();
+    let spec = detox_core::EnsembleSpec {
+        format: detox_core::ENSEMBLE_FORMAT.into(),
+        members: DEFAULT_MEMBERS.iter().map(|m| m.to_string()).collect(),
+        calibration,
+        training: json!({
+            "command": opts.command,
+            "combination": "mean of the members' calibrated probabilities, then the ensemble's own isotonic map per attribute",
+            "calibration": calibration_note(opts),
+            "split": SPLIT_RULE,
+            "dev_metrics": ensemble_dev,
+        }),
+    };
+    let text = serde_json::to_string_pretty(&spec).map_err(|e| TrainError::Data(e.to_string()))?;
+    let path = out.join(detox_core::ENSEMBLE_SPEC);
+    let tmp = out.join(format!(
+        ".{}.tmp-{}",
+        detox_core::ENSEMBLE_SPEC,
+        std::process::id()
+    ));
+    std::fs::write(&tmp, format!("{text}\n"))
+        .map_err(|e| TrainError::Io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| TrainError::Io(path.display().to_string(), e))?;
+    Ok(DefaultReport {
+        head: head.report,
+        ngram: ngram.report,
+        ensemble_dev,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(i: usize, perspective: bool) -> Example {
+        Example {
+            text: format!("text {i}"),
+            targets: vec![Some(0.5)],
+            source: "s".into(),
+            key: i.to_string(),
+            perspective,
+        }
+    }
+
+    #[test]
+    fn out_of_fold_rows_never_come_from_a_model_fitted_on_them() {
+        let examples: Vec<Example> = (0..400).map(|i| example(i, i % 3 != 0)).collect();
+        let mut calls = 0;
+        let oof = out_of_fold(&examples, 4, &mut |_| {}, &mut |fit, predict| {
+            calls += 1;
+            for i in predict {
+                assert!(!fit.contains(i), "{i} predicted by a model fitted on it");
+                assert!(calibrates(&examples[*i]));
+            }
+            // Every training example is fitted on by all folds but its own.
+            assert!(fit.iter().all(|&i| examples[i].split() == Split::Train));
+            Ok(predict.iter().map(|&i| vec![i as f32]).collect())
+        })
+        .unwrap();
+        assert_eq!(calls, 4);
+        for (i, (e, row)) in examples.iter().zip(&oof).enumerate() {
+            match row {
+                Some(r) => assert_eq!(r, &vec![i as f32], "rows land on their examples"),
+                None => assert!(!calibrates(e), "{i} calibrates but has no row"),
+            }
+        }
+        assert!(oof.iter().filter(|r| r.is_some()).count() > 200);
+    }
 }

@@ -1,20 +1,24 @@
 //! How good is a scorer? Three kinds of figures, kept apart because they deserve different
 //! trust:
 //!
-//! - **test sets never used for training or for any model choice**: more RealToxicityPrompts
-//!   rows (`rtp-more`, Spearman with Perspective), CAT-LARGE (Wikipedia comments with
-//!   Perspective's 2020 score and a human label), OLID, ToxiChat's language-model responses and
-//!   the Social Bias Frames dev posts (ROC-AUC of their human labels);
-//! - **dev splits**: the one-in-ten hash split `detox train` holds out of the training sets
-//!   (RTP, HateXplain, Davidson). Hyper-parameters were chosen on these, so they flatter;
+//! - **test splits, never used for training or for any model choice**: one key in ten of every
+//!   training source, by hash ([`crate::data::split_of`]): RealToxicityPrompts texts
+//!   (`rtp-subset` and `rtp-more`: Spearman with Perspective), CAT-LARGE (Spearman with
+//!   Perspective's 2020 score, ROC-AUC of the human label, and the benign floor: the median
+//!   score where Perspective says below 0.1), ToxiChat's language-model responses, Social Bias
+//!   Frames, HateXplain, Davidson, Toxic Spans (ROC-AUC; per-attribute Spearman against the
+//!   rater fractions), and OLID, which is never trained on (all of it);
+//! - **dev splits**: another one key in ten of the same sources. Hyper-parameters are chosen
+//!   on these, so they flatter;
 //! - **identity templates** (Dixon et al.'s audit, never trained on), with the false-positive
 //!   rate reported separately for the terms the identity counter-examples
 //!   ([`crate::identity::TERMS`]) name and for the audit terms they never name.
 //!
+//! [`QualityReport::goals`] checks the built-in scorer's goals on the test figures.
 //! A data set whose files are missing under the data folder is reported as skipped; a file
 //! that is there but unreadable is an error.
 
-use crate::data::{read_davidson, read_hatexplain, read_rtp_files, Example, Split, RTP_FILES};
+use crate::data::{self, Example, Split, RTP_FILES};
 use crate::TrainError;
 use detox_core::metrics::{roc_auc, spearman};
 use detox_core::Scorer;
@@ -96,6 +100,74 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The benign floor: where Perspective scores a comment below 0.1, the medians of the
+/// scorer and of Perspective.
+#[derive(Debug, Clone, Serialize)]
+pub struct Floor {
+    /// Comments Perspective scores below 0.1.
+    pub n: usize,
+    /// The scorer's median on them.
+    pub scorer_median: f64,
+    /// Perspective's median on them.
+    pub perspective_median: f64,
+}
+
+/// The figures of one split (test or dev) of every data set.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitQuality {
+    /// `test` or `dev`.
+    pub split: String,
+    /// RealToxicityPrompts texts of the split (`rtp-subset` and `rtp-more`).
+    pub rtp: Option<RtpQuality>,
+    /// Labelled sets (OLID, never trained on, counts whole in the test split only).
+    pub sets: Vec<SetQuality>,
+    /// CAT-LARGE's benign floor.
+    pub floor: Option<Floor>,
+    /// Toxic Spans: (attribute, posts, Spearman of the scorer's attribute against the share of
+    /// raters marking a span of that type).
+    pub spans: Vec<SpanSpearman>,
+}
+
+impl SplitQuality {
+    fn new(split: Split) -> Self {
+        Self {
+            split: split_name(split).into(),
+            rtp: None,
+            sets: Vec::new(),
+            floor: None,
+            spans: Vec::new(),
+        }
+    }
+
+    /// The labelled set called `name`.
+    pub fn set(&self, name: &str) -> Option<&SetQuality> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+}
+
+fn split_name(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Dev => "dev",
+        Split::Test => "test",
+    }
+}
+
+/// One goal of the built-in scorer, checked on the test figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// What is measured.
+    pub what: String,
+    /// The measured value (`None`: its data set was skipped).
+    pub value: Option<f64>,
+    /// The goal, in words (`>= 0.88`).
+    pub target: String,
+    /// Whether it is met.
+    pub met: bool,
+    /// A goal the issue states must hold (else an aim reported beside it).
+    pub required: bool,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityReport {
@@ -105,16 +177,14 @@ pub struct QualityReport {
     pub attribute: String,
     /// The threshold for false positives.
     pub threshold: f64,
-    /// RealToxicityPrompts rows never used for training or choices (`rtp-more`).
-    pub test_rtp: Option<RtpQuality>,
-    /// Labelled sets never used for training or choices.
-    pub test: Vec<SetQuality>,
-    /// RTP dev split (used for model choices).
-    pub dev_rtp: Option<RtpQuality>,
-    /// HateXplain and Davidson dev splits (used for model choices).
-    pub dev: Vec<SetQuality>,
+    /// Test splits (never used for training or choices) and OLID.
+    pub test: SplitQuality,
+    /// Dev splits (used for model choices).
+    pub dev: SplitQuality,
     /// Identity bias on the templates.
     pub bias: Option<BiasQuality>,
+    /// The goals, checked on the test figures and the templates.
+    pub goals: Vec<Goal>,
     /// Data sets not found under the data folder.
     pub skipped: Vec<Skipped>,
 }
@@ -165,10 +235,11 @@ fn score_attr(
         .collect())
 }
 
-fn dev(examples: Vec<Example>) -> Vec<Example> {
+fn of_split(examples: &[Example], split: Split) -> Vec<Example> {
     examples
-        .into_iter()
-        .filter(|e| e.split() == Split::Dev)
+        .iter()
+        .filter(|e| e.split() == split)
+        .cloned()
         .collect()
 }
 
@@ -207,18 +278,117 @@ fn set_quality(
     })
 }
 
-/// Dev examples of a training set as labelled texts: `target` >= 0.5 is toxic.
-fn dev_labelled(ex: &[Example], target: &str) -> Result<Vec<Labelled>, TrainError> {
-    let t = crate::data::shared_index(target)
+/// Examples as labelled texts: `target` >= 0.5 is toxic (examples without it are left out);
+/// CAT-LARGE's examples carry their Perspective toxicity.
+fn labelled(ex: &[Example], target: &str) -> Result<Vec<Labelled>, TrainError> {
+    let t = data::shared_index(target)
         .ok_or_else(|| TrainError::Data(format!("no target `{target}`")))?;
     Ok(ex
         .iter()
-        .map(|e| Labelled {
-            text: e.text.clone(),
-            label: e.targets[t].unwrap_or(0.0) >= 0.5,
-            perspective: None,
+        .filter_map(|e| {
+            e.targets[t].map(|y| Labelled {
+                text: e.text.clone(),
+                label: y >= 0.5,
+                perspective: if e.perspective {
+                    e.targets[0].map(f64::from)
+                } else {
+                    None
+                },
+            })
         })
         .collect())
+}
+
+/// CAT-LARGE's benign floor: the medians of the scorer and of Perspective on the comments
+/// Perspective scores below 0.1.
+fn floor(
+    scorer: &dyn Scorer,
+    rows: &[Labelled],
+    attr: usize,
+    label: &str,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Option<Floor>, TrainError> {
+    let low: Vec<&Labelled> = rows
+        .iter()
+        .filter(|r| r.perspective.is_some_and(|p| p < 0.1))
+        .collect();
+    if low.is_empty() {
+        return Ok(None);
+    }
+    let texts: Vec<&str> = low.iter().map(|r| r.text.as_str()).collect();
+    let s = score_attr(scorer, &texts, attr, progress, label)?;
+    let p: Vec<f64> = low.iter().filter_map(|r| r.perspective).collect();
+    Ok(Some(Floor {
+        n: low.len(),
+        scorer_median: median(s),
+        perspective_median: median(p),
+    }))
+}
+
+/// The median (the mean of the middle two for an even count), as numpy's `median`.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// (attribute, posts, Spearman against the share of raters marking a span of that type).
+pub type SpanSpearman = (String, usize, f64);
+
+/// Toxic Spans: the ROC-AUC of the share of raters finding a post toxic (>= 0.5) and, per
+/// attribute the scorer has, the Spearman of its score against the share of raters marking a
+/// span of that type.
+fn spans_quality(
+    scorer: &dyn Scorer,
+    ex: &[Example],
+    attr: usize,
+    label: &str,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(SetQuality, Vec<SpanSpearman>), TrainError> {
+    let texts: Vec<&str> = ex.iter().map(|e| e.text.as_str()).collect();
+    let all = score_all(scorer, &texts, progress, label)?;
+    let info = scorer.info();
+    let t_toxic = data::shared_index("aux_spans_toxic").unwrap_or(0);
+    let labels: Vec<bool> = ex
+        .iter()
+        .map(|e| e.targets[t_toxic].unwrap_or(0.0) >= 0.5)
+        .collect();
+    let s: Vec<f64> = all.iter().map(|x| x.values[attr] as f64).collect();
+    let set = SetQuality {
+        name: "toxic-spans".into(),
+        what: "Civil Comments posts, half or more of the raters found it toxic".into(),
+        n: ex.len(),
+        positives: labels.iter().filter(|&&l| l).count(),
+        auc: roc_auc(&s, &labels),
+        perspective_spearman: None,
+    };
+    let mut per_attr = Vec::new();
+    for a in ["insult", "profanity", "identity_attack", "threat"] {
+        let (Some(j), Some(t)) = (
+            info.attribute_index(a),
+            data::shared_index(&format!("aux_spans_{a}")),
+        ) else {
+            continue;
+        };
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for (e, sc) in ex.iter().zip(&all) {
+            if let Some(y) = e.targets[t] {
+                xs.push(sc.values[j] as f64);
+                ys.push(y as f64);
+            }
+        }
+        if let Some(r) = spearman(&xs, &ys) {
+            per_attr.push((a.to_string(), xs.len(), r));
+        }
+    }
+    Ok((set, per_attr))
 }
 
 fn rtp_quality(
@@ -334,122 +504,6 @@ fn read_olid(data: &Path) -> Result<Vec<Labelled>, TrainError> {
     }
     Ok(out)
 }
-
-const TOXICHAT: &str = "toxichat/train.jsonl";
-
-/// ToxiChat's two final language-model responses per thread (DialoGPT, GPT-3), each labelled
-/// `Offensive` or `Safe` by people (`offense_label`); the Reddit turns before them are left
-/// out (this set stands for the register of model output).
-fn read_toxichat(data: &Path) -> Result<Vec<Labelled>, TrainError> {
-    use std::io::BufRead;
-    let r = std::io::BufReader::new(open(data, TOXICHAT)?);
-    let mut out = Vec::new();
-    for (i, line) in r.lines().enumerate() {
-        let line = line.map_err(|e| TrainError::Io(TOXICHAT.into(), e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| TrainError::Data(format!("{TOXICHAT}: line {}: {e}", i + 1)))?;
-        for part in ["final_dgpt_response", "final_gpt3_response"] {
-            let Some(obj) = v.get(part) else { continue };
-            let (Some(text), Some(label)) = (
-                obj.get("text").and_then(|t| t.as_str()),
-                obj.get("offense_label").and_then(|t| t.as_str()),
-            ) else {
-                continue;
-            };
-            let label = match label {
-                "Offensive" => true,
-                "Safe" => false,
-                _ => continue,
-            };
-            out.push(Labelled {
-                text: text.trim().to_string(),
-                label,
-                perspective: None,
-            });
-        }
-    }
-    Ok(out)
-}
-
-const SBIC: &str = "sbic-dev/SBFv2.dev.csv";
-
-/// Social Bias Frames dev posts: one row per rater; a post is offensive when the mean of its
-/// raters' `offensiveYN` (0, 0.5 or 1; blanks ignored) is at least 0.5. Posts in first-seen
-/// order; posts without a rating are left out.
-fn read_sbic(data: &Path) -> Result<Vec<Labelled>, TrainError> {
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(open(data, SBIC)?);
-    let h = headers(&mut r, SBIC)?;
-    let (c_post, c_off) = (col(&h, "post", SBIC)?, col(&h, "offensiveYN", SBIC)?);
-    let mut order: Vec<String> = Vec::new();
-    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| TrainError::Data(format!("{SBIC}: {e}")))?;
-        let Some(post) = rec.get(c_post) else {
-            continue;
-        };
-        let e = sums.entry(post.to_string()).or_insert_with(|| {
-            order.push(post.to_string());
-            (0.0, 0)
-        });
-        if let Some(v) = rec.get(c_off).and_then(|v| v.trim().parse::<f64>().ok()) {
-            e.0 += v;
-            e.1 += 1;
-        }
-    }
-    Ok(order
-        .into_iter()
-        .filter_map(|post| {
-            let (sum, n) = sums[&post];
-            (n > 0).then(|| Labelled {
-                label: sum / n as f64 >= 0.5,
-                text: post,
-                perspective: None,
-            })
-        })
-        .collect())
-}
-
-const CAT_LARGE: &str = "cat-large/gn.csv";
-
-/// CAT-LARGE: Wikipedia talk comments with a human majority label (`label` 1: toxic) and
-/// Perspective's TOXICITY scored in 2020 (`api`).
-fn read_cat_large(data: &Path) -> Result<Vec<Labelled>, TrainError> {
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(open(data, CAT_LARGE)?);
-    let h = headers(&mut r, CAT_LARGE)?;
-    let (c_text, c_label, c_api) = (
-        col(&h, "text", CAT_LARGE)?,
-        col(&h, "label", CAT_LARGE)?,
-        col(&h, "api", CAT_LARGE)?,
-    );
-    let mut out = Vec::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| TrainError::Data(format!("{CAT_LARGE}: {e}")))?;
-        let (Some(text), Some(label)) = (rec.get(c_text), rec.get(c_label)) else {
-            continue;
-        };
-        let label = match label.trim() {
-            "1" => true,
-            "0" => false,
-            _ => continue,
-        };
-        out.push(Labelled {
-            text: text.to_string(),
-            label,
-            perspective: rec.get(c_api).and_then(|v| v.trim().parse::<f64>().ok()),
-        });
-    }
-    Ok(out)
-}
-
-/// The RealToxicityPrompts file of `rtp-more`.
-const RTP_MORE: &str = "rtp-more/toxic-2k.jsonl";
 
 const TEMPLATES: &str = detox_audit::data::TEMPLATES;
 const AUDIT_TERMS: &str = detox_audit::data::AUDIT_TERMS;
@@ -578,9 +632,73 @@ fn missing(data: &Path, name: &str, files: &[&str]) -> Option<Skipped> {
         })
 }
 
-/// Measures `scorer` (its `attribute` as the toxicity score) on the test sets, the dev
-/// splits and the identity templates under `data`; data sets whose files are missing are
-/// listed in [`QualityReport::skipped`]. `progress(stage, done, total)` reports work.
+/// A labelled training source measured on its dev and test splits.
+struct LabelledSource {
+    /// The folder under the data folder (the name reported when skipped).
+    folder: &'static str,
+    /// The set's name in the report.
+    name: &'static str,
+    /// What its labels say.
+    what: &'static str,
+    /// The files it needs.
+    files: &'static [&'static str],
+    /// Its reader.
+    read: fn(&Path) -> Result<Vec<Example>, TrainError>,
+    /// The target that is its label.
+    target: &'static str,
+}
+
+fn toxichat_responses(data: &Path) -> Result<Vec<Example>, TrainError> {
+    data::read_toxichat(data, false)
+}
+
+const LABELLED: [LabelledSource; 5] = [
+    LabelledSource {
+        folder: "cat-large",
+        name: "cat-large",
+        what: "Wikipedia talk comments, human majority label toxic vs not",
+        files: &[data::CAT_LARGE],
+        read: data::read_cat_large,
+        target: "aux_cat_toxic",
+    },
+    LabelledSource {
+        folder: "toxichat",
+        name: "toxichat",
+        what: "DialoGPT and GPT-3 replies to Reddit threads: offensive vs safe",
+        files: &[data::TOXICHAT],
+        read: toxichat_responses,
+        target: "aux_toxichat_offensive",
+    },
+    LabelledSource {
+        folder: "sbic-dev",
+        name: "sbic",
+        what: "posts, mean rater offensiveness >= 0.5 vs below",
+        files: &[data::SBIC],
+        read: data::read_sbic,
+        target: "aux_sbic_offensive",
+    },
+    LabelledSource {
+        folder: "hatexplain",
+        name: "hatexplain",
+        what: "posts, majority hate or offensive vs normal",
+        files: &["hatexplain/train_val.csv"],
+        read: data::read_hatexplain,
+        target: "aux_hatexplain_toxic",
+    },
+    LabelledSource {
+        folder: "davidson-hate-offensive",
+        name: "davidson",
+        what: "tweets, majority hate or offensive vs neither",
+        files: &["davidson-hate-offensive/labeled_data.csv"],
+        read: data::read_davidson,
+        target: "aux_davidson_offensive",
+    },
+];
+
+/// Measures `scorer` (its `attribute` as the toxicity score) on the test and dev splits of
+/// the training sources, on OLID and on the identity templates under `data`, and checks the
+/// goals; data sets whose files are missing are listed in [`QualityReport::skipped`].
+/// `progress(stage, done, total)` reports work.
 pub fn quality(
     scorer: &dyn Scorer,
     attribute: &str,
@@ -597,105 +715,90 @@ pub fn quality(
         ))
     })?;
     let mut skipped = Vec::new();
+    let mut test = SplitQuality::new(Split::Test);
+    let mut dev = SplitQuality::new(Split::Dev);
 
-    // Test sets: never trained on, never consulted for a choice.
-    let test_rtp = match missing(data, "rtp-more", &[RTP_MORE]) {
-        Some(s) => {
-            skipped.push(s);
-            None
-        }
-        None => Some(rtp_quality(
-            scorer,
-            "rtp-more",
-            &read_rtp_files(data, &[RTP_MORE], "rtp-more")?,
-            attr,
-            progress,
-        )?),
-    };
-    type Reader = fn(&Path) -> Result<Vec<Labelled>, TrainError>;
-    let sets: [(&str, &str, &str, Reader); 4] = [
-        (
-            "cat-large",
-            CAT_LARGE,
-            "Wikipedia talk comments, human majority label toxic vs not",
-            read_cat_large,
-        ),
-        (
-            "olid",
-            OLID,
-            "tweets, OffensEval subtask A: offensive vs not",
-            read_olid,
-        ),
-        (
-            "toxichat",
-            TOXICHAT,
-            "DialoGPT and GPT-3 replies to Reddit threads: offensive vs safe",
-            read_toxichat,
-        ),
-        (
-            "sbic-dev",
-            SBIC,
-            "posts, mean rater offensiveness >= 0.5 vs below",
-            read_sbic,
-        ),
+    // RealToxicityPrompts: both files' texts of each split together.
+    let mut rtp = Vec::new();
+    type Reader = fn(&Path) -> Result<Vec<Example>, TrainError>;
+    let rtp_sources: [(&str, &[&str], Reader); 2] = [
+        ("rtp-subset", &RTP_FILES, data::read_rtp),
+        ("rtp-more", &[data::RTP_MORE], data::read_rtp_more),
     ];
-    let mut test = Vec::new();
-    for (name, file, what, read) in sets {
-        if let Some(s) = missing(data, name, &[file]) {
+    for (name, files, read) in rtp_sources {
+        match missing(data, name, files) {
+            Some(s) => skipped.push(s),
+            None => rtp.extend(read(data)?),
+        }
+    }
+    for q in [&mut test, &mut dev] {
+        let split = if q.split == "test" {
+            Split::Test
+        } else {
+            Split::Dev
+        };
+        let ex = of_split(&rtp, split);
+        if !ex.is_empty() {
+            q.rtp = Some(rtp_quality(
+                scorer,
+                &format!("rtp {}", q.split),
+                &ex,
+                attr,
+                progress,
+            )?);
+        }
+    }
+
+    for src in &LABELLED {
+        if let Some(s) = missing(data, src.folder, src.files) {
             skipped.push(s);
             continue;
         }
-        test.push(set_quality(
-            scorer,
-            name,
-            what,
-            &read(data)?,
-            attr,
-            progress,
-        )?);
+        let ex = (src.read)(data)?;
+        for q in [&mut test, &mut dev] {
+            let split = if q.split == "test" {
+                Split::Test
+            } else {
+                Split::Dev
+            };
+            let rows = labelled(&of_split(&ex, split), src.target)?;
+            let label = format!("{} {}", src.name, q.split);
+            let mut set = set_quality(scorer, &label, src.what, &rows, attr, progress)?;
+            set.name = src.name.to_string();
+            q.sets.push(set);
+            if src.name == "cat-large" {
+                q.floor = floor(scorer, &rows, attr, &format!("{label} floor"), progress)?;
+            }
+        }
     }
 
-    // Dev splits of the training sets: hyper-parameters were chosen on these.
-    let dev_rtp = match missing(data, "rtp-subset", &RTP_FILES) {
-        Some(s) => {
-            skipped.push(s);
-            None
+    if let Some(s) = missing(data, "toxic-spans", &data::TOXIC_SPANS) {
+        skipped.push(s);
+    } else {
+        let ex = data::read_toxic_spans(data)?;
+        for q in [&mut test, &mut dev] {
+            let split = if q.split == "test" {
+                Split::Test
+            } else {
+                Split::Dev
+            };
+            let label = format!("toxic-spans {}", q.split);
+            let (set, per_attr) =
+                spans_quality(scorer, &of_split(&ex, split), attr, &label, progress)?;
+            q.sets.push(set);
+            q.spans = per_attr;
         }
-        None => Some(rtp_quality(
-            scorer,
-            "rtp-subset dev",
-            &dev(read_rtp_files(data, &RTP_FILES, "rtp")?),
-            attr,
-            progress,
-        )?),
-    };
-    let mut dev_sets = Vec::new();
-    if let Some(s) = missing(data, "hatexplain", &["hatexplain/train_val.csv"]) {
-        skipped.push(s);
-    } else {
-        let rows = dev_labelled(&dev(read_hatexplain(data)?), "aux_hatexplain_toxic")?;
-        dev_sets.push(set_quality(
-            scorer,
-            "hatexplain dev",
-            "posts, majority hate or offensive vs normal",
-            &rows,
-            attr,
-            progress,
-        )?);
     }
-    if let Some(s) = missing(
-        data,
-        "davidson-hate-offensive",
-        &["davidson-hate-offensive/labeled_data.csv"],
-    ) {
+
+    // OLID: never trained on (no licence for a committed model), so all of it is a test set.
+    if let Some(s) = missing(data, "olid", &[OLID]) {
         skipped.push(s);
     } else {
-        let rows = dev_labelled(&dev(read_davidson(data)?), "aux_davidson_offensive")?;
-        dev_sets.push(set_quality(
+        test.sets.push(set_quality(
             scorer,
-            "davidson dev",
-            "tweets, majority hate or offensive vs neither",
-            &rows,
+            "olid",
+            "tweets, OffensEval subtask A: offensive vs not (never trained on: all rows)",
+            &read_olid(data)?,
             attr,
             progress,
         )?);
@@ -708,18 +811,86 @@ pub fn quality(
         }
         None => Some(bias_quality(scorer, data, attr, threshold, progress)?),
     };
-
+    let goals = goals(&test, bias.as_ref(), threshold);
     Ok(QualityReport {
         scorer: info.id.clone(),
         attribute: attribute.to_string(),
         threshold,
-        test_rtp,
         test,
-        dev_rtp,
-        dev: dev_sets,
+        dev,
         bias,
+        goals,
         skipped,
     })
+}
+
+/// The built-in scorer's goals (issue "scorer v2"), checked on the test figures: required
+/// ones first, then aims.
+fn goals(test: &SplitQuality, bias: Option<&BiasQuality>, threshold: f64) -> Vec<Goal> {
+    let mut out = Vec::new();
+    let mut at_least = |what: &str, value: Option<f64>, min: f64, required: bool| {
+        out.push(Goal {
+            what: what.to_string(),
+            value,
+            target: format!(">= {min:.2}"),
+            met: value.is_some_and(|v| v >= min),
+            required,
+        })
+    };
+    let rtp_tox = test.rtp.as_ref().and_then(|r| {
+        r.spearman
+            .iter()
+            .find(|(a, _)| a == "toxicity")
+            .map(|(_, v)| *v)
+    });
+    at_least(
+        "Spearman with Perspective toxicity, RTP test texts",
+        rtp_tox,
+        0.88,
+        true,
+    );
+    let cat = test.set("cat-large").and_then(|s| s.perspective_spearman);
+    at_least(
+        "Spearman with Perspective toxicity, CAT-LARGE test",
+        cat,
+        0.60,
+        true,
+    );
+    let toxichat = test.set("toxichat").and_then(|s| s.auc);
+    at_least(
+        "ROC-AUC, ToxiChat test responses (aim)",
+        toxichat,
+        0.80,
+        false,
+    );
+    let hx = test.set("hatexplain").and_then(|s| s.auc);
+    at_least("ROC-AUC, HateXplain test (aim)", hx, 0.84, false);
+    let gap = test
+        .floor
+        .as_ref()
+        .map(|f| (f.scorer_median - f.perspective_median).abs());
+    out.push(Goal {
+        what: "benign floor: |scorer median - Perspective median|, CAT-LARGE test comments Perspective scores below 0.1".into(),
+        value: gap,
+        target: "<= 0.03".into(),
+        met: gap.is_some_and(|g| g <= 0.03),
+        required: true,
+    });
+    if let Some(b) = bias {
+        let limit = (2.0 * b.overall_fpr).max(0.05);
+        let worst = b.held_out.per_term.first().map(|(_, _, r)| *r);
+        out.push(Goal {
+            what: format!(
+                "identity templates: worst FPR at {threshold} of a term the training data never names"
+            ),
+            value: worst,
+            target: format!("<= {limit:.3} (max of twice the overall {:.3}, 0.05)", b.overall_fpr),
+            met: worst.is_none_or(|w| w <= limit),
+            required: true,
+        });
+    }
+    out.sort_by_key(|g| !g.required);
+    out
 }
 
 fn f3(x: Option<f64>) -> String {
@@ -764,6 +935,30 @@ fn render_set(s: &mut String, q: &SetQuality) {
     s.push('\n');
 }
 
+fn render_split(s: &mut String, q: &SplitQuality) {
+    if let Some(r) = &q.rtp {
+        render_rtp(s, r);
+    }
+    for set in &q.sets {
+        render_set(s, set);
+    }
+    if let Some(f) = &q.floor {
+        s.push_str(&format!(
+            "  cat-large benign floor ({} comments Perspective scores below 0.1): median {:.3}, Perspective's {:.3}\n",
+            f.n, f.scorer_median, f.perspective_median
+        ));
+    }
+    if !q.spans.is_empty() {
+        s.push_str(
+            "  toxic-spans, Spearman against the share of raters marking a span of the type:",
+        );
+        for (a, n, r) in &q.spans {
+            s.push_str(&format!(" {a} {r:.3} ({n});"));
+        }
+        s.push('\n');
+    }
+}
+
 fn render_group(s: &mut String, label: &str, g: &TermGroup) {
     s.push_str(&format!(
         "  {label} ({} terms, {} templates): FPR {:.4}; worst:",
@@ -785,20 +980,14 @@ impl QualityReport {
             "scorer: {} (attribute `{}`)\n",
             self.scorer, self.attribute
         ));
-        s.push_str("TEST: never used for training or model choices\n");
-        if let Some(r) = &self.test_rtp {
-            render_rtp(&mut s, r);
-        }
-        for q in &self.test {
-            render_set(&mut s, q);
-        }
-        s.push_str("DEV: held out of training but used for model choices (optimistic)\n");
-        if let Some(r) = &self.dev_rtp {
-            render_rtp(&mut s, r);
-        }
-        for q in &self.dev {
-            render_set(&mut s, q);
-        }
+        s.push_str(
+            "TEST: one key in ten of every source, never used for training or model choices (and OLID, never trained on)\n",
+        );
+        render_split(&mut s, &self.test);
+        s.push_str(
+            "DEV: another key in ten, held out of training but used for model choices (optimistic)\n",
+        );
+        render_split(&mut s, &self.dev);
         if let Some(b) = &self.bias {
             s.push_str(
                 "IDENTITY TEMPLATES: never trained on (the counter-example weight was chosen on them)\n",
@@ -824,6 +1013,18 @@ impl QualityReport {
                     b.over_twice.join(", ")
                 }
             ));
+        }
+        if !self.goals.is_empty() {
+            s.push_str("GOALS (on the test figures):\n");
+            for g in &self.goals {
+                s.push_str(&format!(
+                    "  [{}] {}: {} (goal {})\n",
+                    if g.met { "met" } else { "NOT MET" },
+                    g.what,
+                    f3(g.value),
+                    g.target
+                ));
+            }
         }
         for k in &self.skipped {
             s.push_str(&format!("skipped {}: {}\n", k.name, k.reason));

@@ -79,6 +79,7 @@ fn options(cache: &Path) -> TrainOptions {
         },
         fine_tune: Default::default(),
         calibrate: true,
+        folds: 3,
         command: "test".into(),
     }
 }
@@ -106,8 +107,15 @@ fn trains_calibrates_exports_and_reproduces() {
     .unwrap()
     .len();
 
-    // Same data, same seed: the same bytes; and the cache is reused, not grown.
+    // Same data, same seed: the same bytes; and the cache is reused, not grown. A file of
+    // the old folder that training does not write survives the rewrite.
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    std::fs::write(dir.path().join("b/README.md"), "mine").unwrap();
     train(&ex, &options(&cache), &dir.path().join("b"), &mut |_| {}).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("b/README.md")).unwrap(),
+        "mine"
+    );
     let a = std::fs::read(dir.path().join("a/head.safetensors")).unwrap();
     let b = std::fs::read(dir.path().join("b/head.safetensors")).unwrap();
     assert_eq!(a, b, "training is reproducible");
@@ -151,6 +159,81 @@ fn trains_calibrates_exports_and_reproduces() {
         / scores.len() as f64;
     assert!(mae < 0.1, "calibrated MAE {mae}");
     assert!(spearman(&scores, &targets).unwrap() > 0.7);
+}
+
+#[test]
+fn the_default_pair_is_written_and_calibrated_as_a_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pair");
+    let ex = examples();
+    let mut folds = Vec::new();
+    let cfg = detox_train::ngram_fit::NgramConfig {
+        bits: 12,
+        ..Default::default()
+    };
+    let report = detox_train::train_default(
+        &ex,
+        &options(&dir.path().join("cache")),
+        &cfg,
+        &out,
+        &mut |p| {
+            if let detox_train::Progress::Fold { fold, folds: n } = p {
+                folds.push((fold, n));
+            }
+        },
+    )
+    .unwrap();
+    // Three folds for each member.
+    assert_eq!(folds, [(1, 3), (2, 3), (3, 3), (1, 3), (2, 3), (3, 3)]);
+    assert!(report
+        .ensemble_dev
+        .iter()
+        .all(|m| m.attribute == "toxicity"));
+    assert!(!report.ensemble_dev.is_empty());
+    let spec: detox_core::EnsembleSpec =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ensemble.json")).unwrap()).unwrap();
+    assert_eq!(spec.members, ["default", "fast"]);
+    assert_eq!(spec.format, detox_core::ENSEMBLE_FORMAT);
+    let map = &spec.calibration["toxicity"];
+    assert!(map.x.len() >= 2 && map.y.windows(2).all(|w| w[0] <= w[1]));
+    let note = spec.training["calibration"]["fitted_on"].as_str().unwrap();
+    assert!(
+        note.contains("out-of-fold") && note.contains("3 folds"),
+        "{note}"
+    );
+
+    // The members load, and their calibrated mean through the ensemble's map ranks and
+    // scales like the targets.
+    let head = HeadScorer::load(&out.join("default"), &encoder(), 8, 1).unwrap();
+    let fast = detox_scorers::ngram::NgramScorer::load(&out.join("fast")).unwrap();
+    assert!(fast.spec().calibration.contains_key("toxicity"));
+    let ens = detox_core::Ensemble::new(vec![Box::new(head), Box::new(fast)])
+        .unwrap()
+        .with_calibration(&spec.calibration);
+    let texts: Vec<&str> = ex.iter().map(|e| e.text.as_str()).collect();
+    let scores: Vec<f64> = ens
+        .score(&texts)
+        .unwrap()
+        .iter()
+        .map(|s| s.values[0] as f64)
+        .collect();
+    let targets: Vec<f64> = ex.iter().map(|e| e.targets[0].unwrap() as f64).collect();
+    let mae = scores
+        .iter()
+        .zip(&targets)
+        .map(|(s, t)| (s - t).abs())
+        .sum::<f64>()
+        / scores.len() as f64;
+    assert!(mae < 0.1, "calibrated MAE {mae}");
+    assert!(spearman(&scores, &targets).unwrap() > 0.7);
+
+    // Calibration as a whole needs cross-fitting.
+    let mut opts = options(&dir.path().join("cache"));
+    opts.folds = 1;
+    let err = detox_train::train_default(&ex, &opts, &cfg, &dir.path().join("x"), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 2 folds"), "{err}");
 }
 
 #[test]

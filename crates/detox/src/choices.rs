@@ -86,6 +86,9 @@ pub enum TrainModelArg {
     Head,
     /// A linear model on hashed word and character n-grams (corpus-scale speed).
     Ngram,
+    /// The built-in pair: a head in OUT/default, an n-gram model in OUT/fast, and
+    /// OUT/ensemble.json calibrating their mean as a whole (`--scorer OUT` loads it).
+    Default,
 }
 
 /// `--recipe` of `detox train`.

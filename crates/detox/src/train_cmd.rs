@@ -39,8 +39,9 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
 
-    /// What to train: `head` (a head on encoder embeddings) or `ngram` (a linear model on hashed
-    /// word and character n-grams, for corpus-scale speed).
+    /// What to train: `head` (a head on encoder embeddings), `ngram` (a linear model on hashed
+    /// word and character n-grams, for corpus-scale speed), or `default` (both, with their
+    /// mean calibrated as a whole: the built-in scorer's recipe).
     #[arg(long, value_enum, default_value_t = TrainModelArg::Head)]
     pub model: TrainModelArg,
 
@@ -92,6 +93,12 @@ pub struct TrainArgs {
     /// Skip calibration onto Perspective scores.
     #[arg(long)]
     pub no_calibration: bool,
+
+    /// Cross-fitting folds of the calibration: the isotonic maps are fitted on out-of-fold
+    /// probabilities (each fold predicted by models fitted on the others). 0 or 1: fitted on
+    /// the final model's own training-split probabilities (`--model default` needs >= 2).
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
 
     /// Embedding cache (default: $DETOX_HOME/train-cache); re-runs and resumed runs reuse it.
     #[arg(long)]
@@ -181,19 +188,20 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
     };
     let mut source_weights: BTreeMap<String, f32> = BTreeMap::new();
     if args.recipe == Some(RecipeArg::Shared) {
-        // RTP carries all eight attributes on Perspective's own scale; Davidson is large and
-        // mostly offensive tweets: weigh them so each source's signal counts.
-        source_weights.insert("rtp".into(), 10.0);
-        source_weights.insert("davidson".into(), 0.5);
-        source_weights.insert("jigsaw-sample".into(), 2.0);
-        // The identity counter-examples carry toxicity targets only (no own output): at
-        // 10 x the cross weight (0.1) each counts as much as an RTP text.
-        source_weights.insert("identity-counterexamples".into(), 10.0);
+        source_weights.extend(
+            detox_train::data::SHARED_SOURCE_WEIGHTS
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v)),
+        );
     }
     for (k, v) in &args.source_weights {
         source_weights.insert(k.clone(), *v);
     }
-    let command: Vec<String> = std::env::args().collect();
+    // The command as recorded in the folders: the program as `detox` (not the path it ran
+    // from), so the documented command reproduces the files byte for byte.
+    let command: Vec<String> = std::iter::once("detox".to_string())
+        .chain(std::env::args().skip(1))
+        .collect();
     let opts = TrainOptions {
         encoder_name: args.encoder.clone(),
         encoder_dir,
@@ -227,6 +235,7 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             threads,
         },
         calibrate: !args.no_calibration,
+        folds: args.folds,
         command: command.join(" "),
     };
     let bar = crate::progress::bar(None, "{spinner} {msg} [{bar:30}] {pos}/{len} eta {eta}");
@@ -245,6 +254,17 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
                 bar.set_length(total as u64);
             }
             bar.set_position(done as u64);
+        }
+        Progress::Fold { fold, folds } => {
+            stage = "fold";
+            bar.set_message(format!(
+                "cross-fitting the calibration, fold {fold} of {folds}"
+            ));
+            bar.set_length(folds as u64);
+            bar.set_position(fold as u64 - 1);
+            if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("detox: cross-fitting the calibration, fold {fold} of {folds}");
+            }
         }
         Progress::Epoch {
             epoch,
@@ -278,24 +298,59 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             }
         }
     };
-    let report = if ngram {
-        detox_train::train_ngram(&examples, &opts, &ngram_cfg, &args.out, &mut on_progress)?
-    } else {
-        detox_train::train(&examples, &opts, &args.out, &mut on_progress)?
-    };
-    bar.finish_and_clear();
+    match args.model {
+        TrainModelArg::Ngram => {
+            let r = detox_train::train_ngram(
+                &examples,
+                &opts,
+                &ngram_cfg,
+                &args.out,
+                &mut on_progress,
+            )?;
+            bar.finish_and_clear();
+            print_report("n-gram model", &r);
+        }
+        TrainModelArg::Head => {
+            let r = detox_train::train(&examples, &opts, &args.out, &mut on_progress)?;
+            bar.finish_and_clear();
+            print_report("head", &r);
+        }
+        TrainModelArg::Default => {
+            let r = detox_train::train_default(
+                &examples,
+                &opts,
+                &ngram_cfg,
+                &args.out,
+                &mut on_progress,
+            )?;
+            bar.finish_and_clear();
+            print_report("head (default/)", &r.head);
+            print_report("n-gram model (fast/)", &r.ngram);
+            println!("calibrated ensemble (ensemble.json), dev splits:");
+            print_dev(&r.ensemble_dev);
+        }
+    }
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(what: &str, report: &detox_train::TrainReport) {
     println!(
-        "trained on {} examples ({} held out for dev), final loss {:.4}",
+        "{what}: trained on {} examples ({} held out for dev and test), final loss {:.4}",
         report.train_examples, report.dev_examples, report.final_loss
     );
+    print_dev(&report.dev);
+}
+
+fn print_dev(dev: &[detox_train::DevMetric]) {
     println!(
-        "{:<14} {:<18} {:>6} {:>8} {:>9}",
+        "{:<14} {:<26} {:>6} {:>8} {:>9}",
         "source", "attribute", "dev n", "ROC-AUC", "Spearman"
     );
-    for m in &report.dev {
+    for m in dev {
         let f = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<14} {:<18} {:>6} {:>8} {:>9}",
+            "{:<14} {:<26} {:>6} {:>8} {:>9}",
             m.source,
             m.attribute,
             m.n,
@@ -303,8 +358,6 @@ pub fn run_train(args: TrainArgs, offline: bool) -> Result<ExitCode> {
             f(m.spearman)
         );
     }
-    println!("wrote {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]

@@ -327,6 +327,60 @@ fn train_then_score_with_the_trained_folder() {
     let rude = |i: usize| rows[i]["scores"]["rude"].as_f64().unwrap();
     assert!(rude(0) > rude(1), "{} vs {}", rude(0), rude(1));
 
+    // The pair (`--model default`): a head, an n-gram model and ensemble.json, which makes
+    // the folder one scorer.
+    let pair = dir.path().join("my-pair");
+    let out = bin()
+        .args([
+            "train", "--model", "default", "--labels", "rude", "--hidden", "8", "--epochs", "25",
+            "--lr", "0.01", "--bits", "12",
+        ])
+        .arg("--train")
+        .arg(&data)
+        .arg("--encoder")
+        .arg(fixture_model("bert"))
+        .arg("--cache")
+        .arg(dir.path().join("cache"))
+        .arg("--out")
+        .arg(&pair)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("calibrated ensemble (ensemble.json)"),
+        "{stdout}"
+    );
+    for f in [
+        "ensemble.json",
+        "default/head.safetensors",
+        "fast/ngram.safetensors",
+    ] {
+        assert!(pair.join(f).is_file(), "{f}");
+    }
+    assert_eq!(
+        detox_scorers::trained_identity_terms(&pair),
+        Some(Vec::new())
+    );
+    let mut cmd = bin();
+    cmd.args(["score", "--scorer"]).arg(&pair);
+    let out = run_with_stdin(
+        cmd,
+        b"{\"text\": \"shut up idiot 3\"}\n{\"text\": \"thank you friend 3\"}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lines_of(&out.stdout);
+    let rude = |i: usize| rows[i]["scores"]["rude"].as_f64().unwrap();
+    assert!(rude(0) > rude(1), "pair: {} vs {}", rude(0), rude(1));
+
     // A bad label value names the file, line and field.
     std::fs::write(&data, "{\"text\": \"x\", \"rude\": 7}\n").unwrap();
     let out = bin()

@@ -43,26 +43,31 @@ fn quality_reports_test_dev_and_identity_figures_as_json_and_text() {
         "{}",
         r["skipped"]
     );
-    assert_eq!(r["test_rtp"]["name"], "rtp-more");
-    assert_eq!(r["test_rtp"]["n"], 20);
-    let n_of = |section: &str, name: &str| -> u64 {
-        r[section]
+    assert_eq!(r["test"]["rtp"]["name"], "rtp test");
+    assert_eq!(r["test"]["rtp"]["n"], 14);
+    let n_of = |split: &str, name: &str| -> u64 {
+        r[split]["sets"]
             .as_array()
             .unwrap()
             .iter()
             .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("{name} in {}", r[section]))["n"]
+            .unwrap_or_else(|| panic!("{name} in {}", r[split]))["n"]
             .as_u64()
             .unwrap()
     };
     assert_eq!(n_of("test", "olid"), 14);
-    assert_eq!(n_of("test", "toxichat"), 12);
-    assert_eq!(n_of("test", "sbic-dev"), 8);
-    assert_eq!(n_of("test", "cat-large"), 12);
-    assert_eq!(n_of("dev", "davidson dev"), 6);
-    assert_eq!(r["dev_rtp"]["n"], 12);
+    assert_eq!(n_of("test", "toxichat"), 6);
+    assert_eq!(n_of("test", "sbic"), 4);
+    assert_eq!(n_of("test", "cat-large"), 6);
+    assert_eq!(n_of("dev", "davidson"), 4);
+    assert_eq!(n_of("dev", "toxic-spans"), 4);
+    assert_eq!(r["dev"]["rtp"]["n"], 12);
+    assert_eq!(r["test"]["floor"]["n"], 4);
     assert_eq!(r["bias"]["seen"]["n"], 12);
     assert_eq!(r["bias"]["held_out"]["n"], 9);
+    let goals = r["goals"].as_array().unwrap();
+    assert!(goals.len() >= 6, "{goals:?}");
+    assert!(goals.iter().all(|g| g["met"].is_boolean()));
 
     let text = bin()
         .args(["--offline", "quality", "--scorer", "fast", "--data"])
@@ -72,10 +77,15 @@ fn quality_reports_test_dev_and_identity_figures_as_json_and_text() {
     assert!(text.status.success());
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(
-        text.contains("TEST: never used for training or model choices"),
+        text.contains(
+            "TEST: one key in ten of every source, never used for training or model choices"
+        ),
         "{text}"
     );
-    assert!(text.contains("DEV: held out of training but used for model choices"));
+    assert!(
+        text.contains("DEV: another key in ten, held out of training but used for model choices")
+    );
+    assert!(text.contains("GOALS (on the test figures):"), "{text}");
 }
 
 #[test]
@@ -92,6 +102,6 @@ fn quality_on_a_folder_without_data_sets_skips_them_and_succeeds() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.matches("skipped ").count(), 9, "{text}");
+    assert_eq!(text.matches("skipped ").count(), 10, "{text}");
     assert!(text.contains("skipped olid: "), "{text}");
 }
