@@ -283,6 +283,21 @@ fn out_of_fold(
     Ok(out)
 }
 
+/// The out-of-fold probabilities of [`out_of_fold`] when `opts` calibrates with at least two
+/// folds; `None` (in-sample calibration, or none) otherwise.
+fn cross_fit(
+    examples: &[Example],
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(Progress),
+    fit_predict: &mut FitPredict<'_>,
+) -> Result<Option<Vec<Option<Vec<f32>>>>, TrainError> {
+    if opts.calibrate && opts.folds >= 2 {
+        out_of_fold(examples, opts.folds, progress, fit_predict).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// A trained member before it is written: its probabilities on every example, the
 /// calibration fitted for it, and its out-of-fold probabilities (when cross-fitted).
 struct Member {
@@ -392,20 +407,11 @@ fn train_head_member(
     let train_idx = split_indices(examples, Split::Train);
     // Cross-fitted calibration: heads fitted on the other folds predict each fold (frozen
     // encoder; fine-tuning applies to the final head only).
-    let oof = if opts.calibrate && opts.folds >= 2 {
-        Some(out_of_fold(
-            examples,
-            opts.folds,
-            progress,
-            &mut |fit, predict| {
-                let h = fit_head(examples, &emb, fit, opts, &mut |_, _| {})?;
-                let xs: Vec<&Vec<f32>> = predict.iter().map(|&i| &emb[i]).collect();
-                head_probs(&mlp_of(&h.tensors), &xs)
-            },
-        )?)
-    } else {
-        None
-    };
+    let oof = cross_fit(examples, opts, progress, &mut |fit, predict| {
+        let h = fit_head(examples, &emb, fit, opts, &mut |_, _| {})?;
+        let xs: Vec<&Vec<f32>> = predict.iter().map(|&i| &emb[i]).collect();
+        head_probs(&mlp_of(&h.tensors), &xs)
+    })?;
     let epochs = opts.fit.epochs;
     let FittedHead {
         tensors,
@@ -699,23 +705,14 @@ fn train_ngram_member(
     let k = opts.attributes.len();
     check_targets(examples, k)?;
     let train_idx = split_indices(examples, Split::Train);
-    let oof = if opts.calibrate && opts.folds >= 2 {
-        Some(out_of_fold(
+    let oof = cross_fit(examples, opts, progress, &mut |fit, predict| {
+        let (w, b) = fit_ngram_on(examples, fit, opts, cfg, &mut |_, _| {});
+        Ok(ngram_probs(
+            &ngram_model(opts, cfg, w, b)?,
             examples,
-            opts.folds,
-            progress,
-            &mut |fit, predict| {
-                let (w, b) = fit_ngram_on(examples, fit, opts, cfg, &mut |_, _| {});
-                Ok(ngram_probs(
-                    &ngram_model(opts, cfg, w, b)?,
-                    examples,
-                    predict,
-                ))
-            },
-        )?)
-    } else {
-        None
-    };
+            predict,
+        ))
+    })?;
     let epochs = cfg.epochs;
     let (weights, bias) = fit_ngram_on(examples, &train_idx, opts, cfg, &mut |epoch, loss| {
         progress(Progress::Epoch {

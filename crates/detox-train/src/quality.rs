@@ -731,12 +731,7 @@ pub fn quality(
             None => rtp.extend(read(data)?),
         }
     }
-    for q in [&mut test, &mut dev] {
-        let split = if q.split == "test" {
-            Split::Test
-        } else {
-            Split::Dev
-        };
+    for (split, q) in [(Split::Test, &mut test), (Split::Dev, &mut dev)] {
         let ex = of_split(&rtp, split);
         if !ex.is_empty() {
             q.rtp = Some(rtp_quality(
@@ -755,12 +750,7 @@ pub fn quality(
             continue;
         }
         let ex = (src.read)(data)?;
-        for q in [&mut test, &mut dev] {
-            let split = if q.split == "test" {
-                Split::Test
-            } else {
-                Split::Dev
-            };
+        for (split, q) in [(Split::Test, &mut test), (Split::Dev, &mut dev)] {
             let rows = labelled(&of_split(&ex, split), src.target)?;
             let label = format!("{} {}", src.name, q.split);
             let mut set = set_quality(scorer, &label, src.what, &rows, attr, progress)?;
@@ -776,12 +766,7 @@ pub fn quality(
         skipped.push(s);
     } else {
         let ex = data::read_toxic_spans(data)?;
-        for q in [&mut test, &mut dev] {
-            let split = if q.split == "test" {
-                Split::Test
-            } else {
-                Split::Dev
-            };
+        for (split, q) in [(Split::Test, &mut test), (Split::Dev, &mut dev)] {
             let label = format!("toxic-spans {}", q.split);
             let (set, per_attr) =
                 spans_quality(scorer, &of_split(&ex, split), attr, &label, progress)?;
