@@ -340,8 +340,20 @@ fn load_ensemble_folder(
             error,
         },
     })?;
+    let here = path.canonicalize().ok();
     ensemble_from_parts(&text, &id, &mut |member| {
-        ScorerSpec::Named(path.join(member).display().to_string()).load(opts)
+        let dir = path.join(member);
+        // A member that is the folder itself would load forever.
+        if member.trim().is_empty() || dir.canonicalize().ok() == here {
+            return Err(SpecError::Load {
+                spec: id.clone(),
+                source: detox_scorers::LoadError::Config(format!(
+                    "{}: member `{member}` is the ensemble's own folder",
+                    detox_core::ENSEMBLE_SPEC
+                )),
+            });
+        }
+        ScorerSpec::Named(dir.display().to_string()).load(opts)
     })
 }
 
@@ -461,6 +473,39 @@ fn detoxify_base(path: &Path, opts: &LoadOptions) -> Result<Option<PathBuf>, Spe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ensemble_folder_naming_itself_is_an_error_not_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        for member in [".", ""] {
+            std::fs::write(
+                dir.path().join(detox_core::ENSEMBLE_SPEC),
+                format!(
+                    "{{\"format\": \"{}\", \"members\": [\"{member}\"]}}",
+                    detox_core::ENSEMBLE_FORMAT
+                ),
+            )
+            .unwrap();
+            let err = ScorerSpec::Named(dir.path().display().to_string())
+                .load(&LoadOptions::default())
+                .err()
+                .expect("an error");
+            assert!(
+                err.to_string().contains("own folder") || format!("{err:?}").contains("own folder"),
+                "{err:?}"
+            );
+        }
+        std::fs::write(
+            dir.path().join(detox_core::ENSEMBLE_SPEC),
+            "{\"format\": \"x\", \"members\": []}",
+        )
+        .unwrap();
+        let err = ScorerSpec::Named(dir.path().display().to_string())
+            .load(&LoadOptions::default())
+            .err()
+            .expect("an error");
+        assert!(format!("{err:?}").contains("format `x`"), "{err:?}");
+    }
 
     #[test]
     fn parses_and_prints_back() {
