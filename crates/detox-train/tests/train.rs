@@ -84,6 +84,10 @@ fn options(cache: &Path) -> TrainOptions {
     }
 }
 
+fn mean_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
+}
+
 #[test]
 fn trains_calibrates_exports_and_reproduces() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,12 +155,7 @@ fn trains_calibrates_exports_and_reproduces() {
     assert!(roc_auc(&scores, &labels).unwrap() > 0.95);
     // Calibrated onto the soft scale: scores land near the targets' range.
     let targets: Vec<f64> = ex.iter().map(|e| e.targets[0].unwrap() as f64).collect();
-    let mae = scores
-        .iter()
-        .zip(&targets)
-        .map(|(s, t)| (s - t).abs())
-        .sum::<f64>()
-        / scores.len() as f64;
+    let mae = mean_abs_diff(&scores, &targets);
     assert!(mae < 0.1, "calibrated MAE {mae}");
     assert!(spearman(&scores, &targets).unwrap() > 0.7);
 }
@@ -218,12 +217,7 @@ fn the_default_pair_is_written_and_calibrated_as_a_whole() {
         .map(|s| s.values[0] as f64)
         .collect();
     let targets: Vec<f64> = ex.iter().map(|e| e.targets[0].unwrap() as f64).collect();
-    let mae = scores
-        .iter()
-        .zip(&targets)
-        .map(|(s, t)| (s - t).abs())
-        .sum::<f64>()
-        / scores.len() as f64;
+    let mae = mean_abs_diff(&scores, &targets);
     assert!(mae < 0.1, "calibrated MAE {mae}");
     assert!(spearman(&scores, &targets).unwrap() > 0.7);
 

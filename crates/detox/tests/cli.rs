@@ -265,6 +265,30 @@ fn pulled_minilm_matches_transformers_embeddings() {
     assert!(worst < 1e-4, "max |embedding diff| {worst}");
 }
 
+/// `detox score --scorer folder` ranks an insult above thanks on the `rude` attribute.
+fn assert_ranks_rude_first(folder: &Path) {
+    let mut cmd = bin();
+    cmd.args(["score", "--scorer"]).arg(folder);
+    let out = run_with_stdin(
+        cmd,
+        b"{\"text\": \"shut up idiot 3\"}\n{\"text\": \"thank you friend 3\"}\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = lines_of(&out.stdout);
+    let rude = |i: usize| rows[i]["scores"]["rude"].as_f64().unwrap();
+    assert!(
+        rude(0) > rude(1),
+        "{}: {} vs {}",
+        folder.display(),
+        rude(0),
+        rude(1)
+    );
+}
+
 #[test]
 fn train_then_score_with_the_trained_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,20 +336,7 @@ fn train_then_score_with_the_trained_folder() {
         Some(Vec::new())
     );
 
-    let mut cmd = bin();
-    cmd.args(["score", "--scorer"]).arg(&out_dir);
-    let out = run_with_stdin(
-        cmd,
-        b"{\"text\": \"shut up idiot 3\"}\n{\"text\": \"thank you friend 3\"}\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = lines_of(&out.stdout);
-    let rude = |i: usize| rows[i]["scores"]["rude"].as_f64().unwrap();
-    assert!(rude(0) > rude(1), "{} vs {}", rude(0), rude(1));
+    assert_ranks_rude_first(&out_dir);
 
     // The pair (`--model default`): a head, an n-gram model and ensemble.json, which makes
     // the folder one scorer.
@@ -366,20 +377,7 @@ fn train_then_score_with_the_trained_folder() {
         detox_scorers::trained_identity_terms(&pair),
         Some(Vec::new())
     );
-    let mut cmd = bin();
-    cmd.args(["score", "--scorer"]).arg(&pair);
-    let out = run_with_stdin(
-        cmd,
-        b"{\"text\": \"shut up idiot 3\"}\n{\"text\": \"thank you friend 3\"}\n",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = lines_of(&out.stdout);
-    let rude = |i: usize| rows[i]["scores"]["rude"].as_f64().unwrap();
-    assert!(rude(0) > rude(1), "pair: {} vs {}", rude(0), rude(1));
+    assert_ranks_rude_first(&pair);
 
     // A bad label value names the file, line and field.
     std::fs::write(&data, "{\"text\": \"x\", \"rude\": 7}\n").unwrap();
