@@ -405,13 +405,18 @@ fn train_head_member(
     }
     let (encoder, sha, emb) = embed_examples(examples, opts, progress)?;
     let train_idx = split_indices(examples, Split::Train);
-    // Cross-fitted calibration: heads fitted on the other folds predict each fold (frozen
-    // encoder; fine-tuning applies to the final head only).
-    let oof = cross_fit(examples, opts, progress, &mut |fit, predict| {
-        let h = fit_head(examples, &emb, fit, opts, &mut |_, _| {})?;
-        let xs: Vec<&Vec<f32>> = predict.iter().map(|&i| &emb[i]).collect();
-        head_probs(&mlp_of(&h.tensors), &xs)
-    })?;
+    // Cross-fitted calibration: heads fitted on the other folds predict each fold. Those heads
+    // sit on the frozen encoder, so they stand for the final model only when it is not
+    // fine-tuned; a fine-tuned head is calibrated on its own (in-sample) probabilities.
+    let oof = if opts.fine_tune.layers > 0 {
+        None
+    } else {
+        cross_fit(examples, opts, progress, &mut |fit, predict| {
+            let h = fit_head(examples, &emb, fit, opts, &mut |_, _| {})?;
+            let xs: Vec<&Vec<f32>> = predict.iter().map(|&i| &emb[i]).collect();
+            head_probs(&mlp_of(&h.tensors), &xs)
+        })?
+    };
     let epochs = opts.fit.epochs;
     let FittedHead {
         tensors,
@@ -513,7 +518,7 @@ fn train_head_member(
             "final_loss": final_loss,
             "dev_metrics": report.dev,
             "split": SPLIT_RULE,
-            "calibration": calibration_note(opts),
+            "calibration": calibration_note(opts, oof.is_some()),
             "identity_terms": identity_terms_trained(examples),
         }),
     };
@@ -533,11 +538,14 @@ fn train_head_member(
 const SPLIT_RULE: &str =
     "sha256(source, NUL, key): first byte % 10 == 0 is dev, == 1 is test, else train";
 
-/// How the calibration was fitted, as recorded in every trained folder.
-fn calibration_note(opts: &TrainOptions) -> serde_json::Value {
+/// How the calibration was fitted (`cross_fitted`: on out-of-fold probabilities), as recorded
+/// in every trained folder.
+fn calibration_note(opts: &TrainOptions, cross_fitted: bool) -> serde_json::Value {
     json!({
         "method": "isotonic regression per attribute onto Perspective scores, 64 knots",
-        "fitted_on": if opts.folds >= 2 {
+        "fitted_on": if !opts.calibrate {
+            "nothing: calibration was turned off".to_string()
+        } else if cross_fitted {
             format!("out-of-fold probabilities of the training split ({} folds by the second byte of the split hash)", opts.folds)
         } else {
             "the final model's probabilities on the training split (in-sample)".to_string()
@@ -753,7 +761,7 @@ fn train_ngram_member(
             "dev_examples": report.dev_examples,
             "dev_metrics": report.dev,
             "split": SPLIT_RULE,
-            "calibration": calibration_note(opts),
+            "calibration": calibration_note(opts, oof.is_some()),
             "identity_terms": identity_terms_trained(examples),
         }),
     };
@@ -881,6 +889,11 @@ pub fn train_default(
             "the default pair is calibrated as a whole by cross-fitting: give at least 2 folds and keep calibration on".into(),
         ));
     }
+    if opts.fine_tune.layers > 0 {
+        return Err(TrainError::Data(
+            "the default pair's calibration is cross-fitted on frozen-encoder heads: train it without fine-tuning".into(),
+        ));
+    }
     let head = train_head_member(examples, opts, &out.join(DEFAULT_MEMBERS[0]), progress)?;
     let ngram = train_ngram_member(
         examples,
@@ -949,7 +962,7 @@ pub fn train_default(
         training: json!({
             "command": opts.command,
             "combination": "mean of the members' calibrated probabilities, then the ensemble's own isotonic map per attribute",
-            "calibration": calibration_note(opts),
+            "calibration": calibration_note(opts, true),
             "split": SPLIT_RULE,
             "dev_metrics": ensemble_dev,
         }),

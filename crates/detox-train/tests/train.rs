@@ -398,6 +398,44 @@ fn fine_tuning_the_top_block_moves_it_lowers_dev_loss_and_learns() {
     }
 }
 
+/// Cross-fitting fits heads on the frozen encoder, which do not stand for a fine-tuned head:
+/// a fine-tuned head is calibrated on its own probabilities, and its folder says so; the
+/// pair refuses fine-tuning.
+#[test]
+fn a_fine_tuned_head_is_calibrated_in_sample_not_on_frozen_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(&dir.path().join("cache"));
+    opts.fit.epochs = 3;
+    opts.fine_tune = tune_config(1e-3, 1e-3);
+    assert!(opts.folds >= 2 && opts.calibrate);
+    let mut folds = 0;
+    train(&examples(), &opts, &dir.path().join("t"), &mut |p| {
+        if matches!(p, detox_train::Progress::Fold { .. }) {
+            folds += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(folds, 0, "no frozen fold models for a fine-tuned head");
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("t/detox-head.json")).unwrap(),
+    )
+    .unwrap();
+    let note = spec["training"]["calibration"]["fitted_on"]
+        .as_str()
+        .unwrap();
+    assert!(note.contains("in-sample"), "{note}");
+    assert!(spec["calibration"]["toxicity"].is_object());
+    let cfg = detox_train::ngram_fit::NgramConfig {
+        bits: 12,
+        ..Default::default()
+    };
+    let err =
+        detox_train::train_default(&examples(), &opts, &cfg, &dir.path().join("p"), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("without fine-tuning"), "{err}");
+}
+
 /// The checks above fail when fine-tuning changes nothing (learning rates 0).
 #[test]
 fn fine_tuning_with_zero_learning_rates_fails_those_checks() {
