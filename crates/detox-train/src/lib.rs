@@ -47,6 +47,9 @@ pub enum TrainError {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A file could not be written atomically.
+    #[error(transparent)]
+    File(#[from] detox_io::files::FileError),
 }
 
 /// Everything `train` needs besides the data.
@@ -369,6 +372,16 @@ fn embed_examples(
     Ok((encoder, sha, emb))
 }
 
+/// The targets and per-target weights of the examples at `idx`, as the fitters take them.
+fn targets_and_weights(
+    examples: &[Example],
+    idx: &[usize],
+    opts: &TrainOptions,
+) -> (Vec<Vec<Option<f32>>>, Vec<Vec<f32>>) {
+    let y = idx.iter().map(|&i| examples[i].targets.clone()).collect();
+    (y, target_weights(examples, idx, opts))
+}
+
 /// Fits a head on the examples at `idx`.
 fn fit_head(
     examples: &[Example],
@@ -378,8 +391,7 @@ fn fit_head(
     progress: &mut dyn FnMut(usize, f64),
 ) -> Result<FittedHead, TrainError> {
     let x: Vec<Vec<f32>> = idx.iter().map(|&i| emb[i].clone()).collect();
-    let y: Vec<Vec<Option<f32>>> = idx.iter().map(|&i| examples[i].targets.clone()).collect();
-    let w = target_weights(examples, idx, opts);
+    let (y, w) = targets_and_weights(examples, idx, opts);
     fit::fit(&x, &y, &w, &opts.fit, progress)
 }
 
@@ -435,11 +447,7 @@ fn train_head_member(
             .iter()
             .map(|&i| examples[i].text.as_str())
             .collect();
-        let y: Vec<Vec<Option<f32>>> = train_idx
-            .iter()
-            .map(|&i| examples[i].targets.clone())
-            .collect();
-        let w = target_weights(examples, &train_idx, opts);
+        let (y, w) = targets_and_weights(examples, &train_idx, opts);
         let tuned = finetune::fine_tune(
             &encoder,
             &opts.encoder_dir,
@@ -665,8 +673,7 @@ fn fit_ngram_on(
     progress: &mut dyn FnMut(usize, f64),
 ) -> (Vec<f32>, Vec<f32>) {
     let texts: Vec<&str> = idx.iter().map(|&i| examples[i].text.as_str()).collect();
-    let y: Vec<Vec<Option<f32>>> = idx.iter().map(|&i| examples[i].targets.clone()).collect();
-    let w = target_weights(examples, idx, opts);
+    let (y, w) = targets_and_weights(examples, idx, opts);
     ngram_fit::fit_ngram(&texts, &y, &w, cfg, progress)
 }
 
@@ -968,15 +975,10 @@ pub fn train_default(
         }),
     };
     let text = serde_json::to_string_pretty(&spec).map_err(|e| TrainError::Data(e.to_string()))?;
-    let path = out.join(detox_core::ENSEMBLE_SPEC);
-    let tmp = out.join(format!(
-        ".{}.tmp-{}",
-        detox_core::ENSEMBLE_SPEC,
-        std::process::id()
-    ));
-    std::fs::write(&tmp, format!("{text}\n"))
-        .map_err(|e| TrainError::Io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| TrainError::Io(path.display().to_string(), e))?;
+    detox_io::files::write_atomic(
+        &out.join(detox_core::ENSEMBLE_SPEC),
+        format!("{text}\n").as_bytes(),
+    )?;
     Ok(DefaultReport {
         head: head.report,
         ngram: ngram.report,
