@@ -208,7 +208,8 @@ pub(crate) fn targets_for(pairs: &[(&str, f32)]) -> Vec<Option<f32>> {
         .collect()
 }
 
-fn open(data: &Path, rel: &str) -> Result<std::fs::File, TrainError> {
+/// Opens `rel` under the data folder; the error names the file.
+pub(crate) fn open(data: &Path, rel: &str) -> Result<std::fs::File, TrainError> {
     let p = data.join(rel);
     std::fs::File::open(&p).map_err(|e| TrainError::Io(p.display().to_string(), e))
 }
@@ -288,7 +289,8 @@ fn csv_rows(data: &Path, rel: &str) -> Result<(Vec<String>, Vec<csv::StringRecor
     Ok((headers, rows))
 }
 
-fn col(headers: &[String], name: &str, rel: &str) -> Result<usize, TrainError> {
+/// The position of column `name` among `headers` of `rel`; the error names file and column.
+pub(crate) fn col(headers: &[String], name: &str, rel: &str) -> Result<usize, TrainError> {
     headers
         .iter()
         .position(|h| h == name)

@@ -18,7 +18,7 @@
 //! A data set whose files are missing under the data folder is reported as skipped; a file
 //! that is there but unreadable is an error.
 
-use crate::data::{self, Example, Split, RTP_FILES};
+use crate::data::{self, col, open, Example, Split, RTP_FILES};
 use crate::TrainError;
 use detox_core::metrics::{roc_auc, spearman};
 use detox_core::Scorer;
@@ -454,23 +454,12 @@ fn rtp_quality(
     })
 }
 
-fn open(data: &Path, rel: &str) -> Result<std::fs::File, TrainError> {
-    let p = data.join(rel);
-    std::fs::File::open(&p).map_err(|e| TrainError::Io(p.display().to_string(), e))
-}
-
 fn headers(r: &mut csv::Reader<std::fs::File>, rel: &str) -> Result<Vec<String>, TrainError> {
     Ok(r.headers()
         .map_err(|e| TrainError::Data(format!("{rel}: {e}")))?
         .iter()
         .map(String::from)
         .collect())
-}
-
-fn col(h: &[String], name: &str, rel: &str) -> Result<usize, TrainError> {
-    h.iter()
-        .position(|c| c == name)
-        .ok_or_else(|| TrainError::Data(format!("{rel}: no column `{name}`")))
 }
 
 const OLID: &str = "olid/olid-training-v1.0.tsv";
