@@ -258,6 +258,18 @@ fn set_quality(
     attr: usize,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<SetQuality, TrainError> {
+    Ok(scored_set(scorer, name, what, rows, attr, progress)?.0)
+}
+
+/// [`set_quality`], and the scores it computed (aligned with `rows`).
+fn scored_set(
+    scorer: &dyn Scorer,
+    name: &str,
+    what: &str,
+    rows: &[Labelled],
+    attr: usize,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(SetQuality, Vec<f64>), TrainError> {
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let labels: Vec<bool> = rows.iter().map(|r| r.label).collect();
     let s = score_attr(scorer, &texts, attr, progress, name)?;
@@ -268,14 +280,15 @@ fn set_quality(
             pt.push(p);
         }
     }
-    Ok(SetQuality {
+    let set = SetQuality {
         name: name.to_string(),
         what: what.to_string(),
         n: rows.len(),
         positives: labels.iter().filter(|&&l| l).count(),
         auc: roc_auc(&s, &labels),
         perspective_spearman: spearman(&ps, &pt),
-    })
+    };
+    Ok((set, s))
 }
 
 /// Examples as labelled texts: `target` >= 0.5 is toxic (examples without it are left out);
@@ -299,30 +312,19 @@ fn labelled(ex: &[Example], target: &str) -> Result<Vec<Labelled>, TrainError> {
         .collect())
 }
 
-/// CAT-LARGE's benign floor: the medians of the scorer and of Perspective on the comments
-/// Perspective scores below 0.1.
-fn floor(
-    scorer: &dyn Scorer,
-    rows: &[Labelled],
-    attr: usize,
-    label: &str,
-    progress: &mut dyn FnMut(&str, usize, usize),
-) -> Result<Option<Floor>, TrainError> {
-    let low: Vec<&Labelled> = rows
+/// CAT-LARGE's benign floor: the medians of the scorer (`scores`, aligned with `rows`) and of
+/// Perspective on the comments Perspective scores below 0.1.
+fn floor(rows: &[Labelled], scores: &[f64]) -> Option<Floor> {
+    let (s, p): (Vec<f64>, Vec<f64>) = rows
         .iter()
-        .filter(|r| r.perspective.is_some_and(|p| p < 0.1))
-        .collect();
-    if low.is_empty() {
-        return Ok(None);
-    }
-    let texts: Vec<&str> = low.iter().map(|r| r.text.as_str()).collect();
-    let s = score_attr(scorer, &texts, attr, progress, label)?;
-    let p: Vec<f64> = low.iter().filter_map(|r| r.perspective).collect();
-    Ok(Some(Floor {
-        n: low.len(),
+        .zip(scores)
+        .filter_map(|(r, &x)| r.perspective.filter(|&p| p < 0.1).map(|p| (x, p)))
+        .unzip();
+    (!s.is_empty()).then(|| Floor {
+        n: s.len(),
         scorer_median: median(s),
         perspective_median: median(p),
-    }))
+    })
 }
 
 /// The median (the mean of the middle two for an even count), as numpy's `median`.
@@ -742,11 +744,11 @@ pub fn quality(
         for (split, q) in [(Split::Test, &mut test), (Split::Dev, &mut dev)] {
             let rows = labelled(&of_split(&ex, split), src.target)?;
             let label = format!("{} {}", src.name, q.split);
-            let mut set = set_quality(scorer, &label, src.what, &rows, attr, progress)?;
+            let (mut set, scores) = scored_set(scorer, &label, src.what, &rows, attr, progress)?;
             set.name = src.name.to_string();
             q.sets.push(set);
             if src.name == "cat-large" {
-                q.floor = floor(scorer, &rows, attr, &format!("{label} floor"), progress)?;
+                q.floor = floor(&rows, &scores);
             }
         }
     }
