@@ -93,35 +93,12 @@ pub(crate) fn identity(spec: &ScorerSpec, opts: &LoadOptions) -> Result<ScorerId
             let path = opts.resolve_path(name)?;
             let mut files = BTreeMap::new();
             if path.is_dir() {
-                let read_err = |error| FileError {
-                    action: "cannot read",
-                    path: path.clone(),
-                    error,
-                };
-                let mut names: Vec<String> = std::fs::read_dir(&path)
-                    .map_err(read_err)?
-                    .filter_map(|e| e.ok())
-                    .filter(|e| e.path().is_file())
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .filter(|n| !n.starts_with('.') && n != "detox-model.json")
-                    .collect();
+                let mut names = folder_files(&path)?;
                 // An ensemble folder's member folders count too (`member/file`).
                 if let Ok(text) = std::fs::read_to_string(path.join(detox_core::ENSEMBLE_SPEC)) {
                     if let Ok(spec) = serde_json::from_str::<detox_core::EnsembleSpec>(&text) {
                         for m in spec.members {
-                            let dir = path.join(&m);
-                            let mut inner: Vec<String> = std::fs::read_dir(&dir)
-                                .map_err(|error| FileError {
-                                    action: "cannot read",
-                                    path: dir.clone(),
-                                    error,
-                                })?
-                                .filter_map(|e| e.ok())
-                                .filter(|e| e.path().is_file())
-                                .map(|e| e.file_name().to_string_lossy().to_string())
-                                .filter(|n| !n.starts_with('.'))
-                                .collect();
-                            inner.sort();
+                            let inner = folder_files(&path.join(&m))?;
                             names.extend(inner.into_iter().map(|n| format!("{m}/{n}")));
                         }
                     }
@@ -141,4 +118,20 @@ pub(crate) fn identity(spec: &ScorerSpec, opts: &LoadOptions) -> Result<ScorerId
             })
         }
     })
+}
+
+/// The files of a model folder that identify it: every plain file but hidden ones and the
+/// hub's manifest (`detox-model.json`, written by the pull, not part of the model).
+fn folder_files(dir: &std::path::Path) -> Result<Vec<String>, FileError> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|error| FileError {
+            action: "cannot read",
+            path: dir.to_path_buf(),
+            error,
+        })?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.') && n != detox_hub::cache::MANIFEST)
+        .collect())
 }

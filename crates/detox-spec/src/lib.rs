@@ -475,6 +475,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_ensemble_folder_is_identified_by_its_members_files_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(detox_core::ENSEMBLE_SPEC),
+            format!(
+                "{{\"format\": \"{}\", \"members\": [\"a\"]}}",
+                detox_core::ENSEMBLE_FORMAT
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/w.bin"), b"weights").unwrap();
+        std::fs::write(dir.path().join("a/.hidden"), b"x").unwrap();
+        let id = ScorerSpec::Named(dir.path().display().to_string())
+            .identity(&LoadOptions::default())
+            .unwrap();
+        let ScorerIdentity::Files(f) = id else {
+            panic!("{id:?}")
+        };
+        let names: Vec<&String> = f.sha256.keys().collect();
+        assert_eq!(names, ["a/w.bin", detox_core::ENSEMBLE_SPEC]);
+    }
+
+    #[test]
     fn an_ensemble_folder_naming_itself_is_an_error_not_a_loop() {
         let dir = tempfile::tempdir().unwrap();
         for member in [".", ""] {
