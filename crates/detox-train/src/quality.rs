@@ -379,18 +379,27 @@ fn spans_quality(
         ) else {
             continue;
         };
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for (e, sc) in ex.iter().zip(&all) {
-            if let Some(y) = e.targets[t] {
-                xs.push(sc.values[j] as f64);
-                ys.push(y as f64);
-            }
-        }
-        if let Some(r) = spearman(&xs, &ys) {
-            per_attr.push((a.to_string(), xs.len(), r));
+        if let Some((n, r)) = target_spearman(ex, &all, j, t) {
+            per_attr.push((a.to_string(), n, r));
         }
     }
     Ok((set, per_attr))
+}
+
+/// The Spearman correlation of output `j` of `scores` (aligned with `ex`) with target `t`,
+/// over the examples that have that target, and their count.
+fn target_spearman(
+    ex: &[Example],
+    scores: &[detox_core::TextScore],
+    j: usize,
+    t: usize,
+) -> Option<(usize, f64)> {
+    let (xs, ys): (Vec<f64>, Vec<f64>) = ex
+        .iter()
+        .zip(scores)
+        .filter_map(|(e, sc)| e.targets[t].map(|y| (sc.values[j] as f64, y as f64)))
+        .unzip();
+    spearman(&xs, &ys).map(|r| (xs.len(), r))
 }
 
 fn rtp_quality(
@@ -408,14 +417,7 @@ fn rtp_quality(
         let Some(j) = info.attribute_index(attribute) else {
             continue;
         };
-        let (mut s, mut t) = (Vec::new(), Vec::new());
-        for (e, sc) in rtp.iter().zip(&all) {
-            if let Some(y) = e.targets[a] {
-                s.push(sc.values[j] as f64);
-                t.push(y as f64);
-            }
-        }
-        if let Some(r) = spearman(&s, &t) {
+        if let Some((_, r)) = target_spearman(rtp, &all, j, a) {
             sp.push((attribute.to_string(), r));
         }
     }
