@@ -13,7 +13,9 @@ smoke set), each stack in its own process on the same cores, one after the other
 - PyTorch `transformers` loading the same GGUF (dequantized to f32): one `generate` call per
   prompt with `num_return_sequences=25` (batched sampling).
 
-Reports generations/s and detox's ratio against each reference; results go to
+Reports generations/s and detox's ratio against each reference, with the CPU line of `detox cpu`
+(model, instruction sets, the one detox's kernels use: `DETOX_CPU=avx2` measures the AVX2
+kernels on an AVX-512 machine); results go to
 bench/out/eval_speed.json.
 
 Usage (from the repository root):
@@ -86,13 +88,13 @@ def run_transformers(model, texts, k, max_tokens, threads):
     return {"generations_per_s": len(texts) * k / secs, "tokens_per_s": tokens / secs, "seconds": secs}
 
 
-def run_detox(texts, k, max_tokens, threads):
+def run_detox(detox, texts, k, max_tokens, threads):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "prompts.jsonl")
         with open(path, "w", encoding="utf-8") as f:
             for t in texts:
                 f.write(json.dumps({"prompt": {"text": t}}) + "\n")
-        cmd = [DETOX, "eval", "--prompts", path, "--samples", str(k), "--max-tokens", str(max_tokens),
+        cmd = [detox, "eval", "--prompts", path, "--samples", str(k), "--max-tokens", str(max_tokens),
                "--no-perplexity", "--scorer", "fast", "--threads", str(threads), "--out", os.path.join(tmp, "run")]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -121,19 +123,22 @@ def main():
     ap.add_argument("--k", type=int, default=25)
     ap.add_argument("--max-tokens", type=int, default=20)
     ap.add_argument("--skip", default="", help="comma-separated stacks to skip: llama_cpp,transformers")
+    ap.add_argument("--detox", default=DETOX, help="the detox binary to measure")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
-    if not os.path.exists(DETOX):
+    if not os.path.exists(args.detox):
         sys.exit("build first: cargo build --release")
-    model = subprocess.run([DETOX, "models", "path", "smollm2"], capture_output=True, text=True).stdout.strip()
+    model = subprocess.run([args.detox, "models", "path", "smollm2"], capture_output=True, text=True).stdout.strip()
     if not model or not os.path.exists(model):
         sys.exit("pull the model first: ./target/release/detox models pull smollm2")
     texts = prompts(args.prompts)
+    cpu = subprocess.run([args.detox, "cpu"], capture_output=True, text=True).stdout.strip() or "unknown (detox cpu failed)"
+    print(f"CPU: {cpu}")
     print(f"{len(texts)} prompts x {args.k} samples x {args.max_tokens} new tokens, {args.threads} threads, {os.path.basename(model)}")
-    results = {"detox": run_detox(texts, args.k, args.max_tokens, args.threads)}
+    results = {"detox": run_detox(args.detox, texts, args.k, args.max_tokens, args.threads)}
     print(f"  detox         {results['detox']['generations_per_s']:7.2f} generations/s")
     for name in ["llama_cpp", "transformers"]:
         if name in args.skip.split(","):
@@ -157,7 +162,7 @@ def main():
         print(f"detox / best reference: {d / max(refs):.2f}x")
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "out", "eval_speed.json"), "w") as f:
-        json.dump({"settings": vars(args), "results": results}, f, indent=1)
+        json.dump({"settings": vars(args), "cpu": cpu, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -25,35 +25,22 @@ pub struct Timing {
     pub sampled: usize,
     /// The CPU's model name (`/proc/cpuinfo`); sessions on different CPUs are joined by ` + `.
     pub cpu: String,
-    /// Whether the CPU has AVX-512 (avx512f).
+    /// Whether detox's kernels ran with AVX-512 (`DETOX_CPU=avx2` makes this false on an
+    /// AVX-512 CPU); false when any session ran without.
     pub avx512: bool,
     /// Compute threads.
     pub threads: usize,
 }
 
-/// The CPU's model name, as `/proc/cpuinfo` gives it (else the architecture).
+/// The CPU's model name, as `/proc/cpuinfo` gives it.
 pub fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    detox_kernels::cpu::model_name()
 }
 
-/// Whether this CPU has AVX-512 (avx512f).
+/// Whether detox's kernels run with AVX-512 in this process (false on a CPU without it, and
+/// when `DETOX_CPU` lowers them).
 pub fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    detox_kernels::isa() == detox_kernels::Isa::Avx512
 }
 
 impl Timing {

@@ -151,7 +151,7 @@ impl Gpt2 {
             bos: c["bos_token_id"].as_u64().map(|v| v as u32),
             eos: c["eos_token_id"].as_u64().map(|v| v as u32),
         };
-        if config.hidden % config.heads != 0 {
+        if !config.hidden.is_multiple_of(config.heads) {
             return Err(LmError::file(
                 &cfg_path,
                 "n_embd is not a multiple of n_head",

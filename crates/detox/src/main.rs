@@ -56,6 +56,8 @@ enum Command {
     Audit(audit_cmd::AuditCmd),
     /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
     Serve(serve_cmd::ServeArgs),
+    /// The CPU and the instruction set detox's kernels use on it (lower it with DETOX_CPU=avx2).
+    Cpu,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    // A bad DETOX_CPU is an error before any work starts, not a silent fallback.
+    if let Err(e) = detox_kernels::cpu::init() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Score(args) => score_cmd::run(args, cli.offline),
         Command::Models(cmd) => models_cmd::run(cmd, cli.offline),
@@ -77,6 +84,10 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare_cmd::run(args),
         Command::Dialect(args) => dialect_cmd::run(args),
         Command::Audit(cmd) => audit_cmd::run(cmd, cli.offline),
+        Command::Cpu => {
+            println!("{}", detox_kernels::cpu::describe());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -103,6 +103,62 @@ fn jsonl_every_line_gets_an_output_line_in_order() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// `DETOX_CPU` picks the kernels `detox cpu` reports, every level the CPU has gives the same
+/// scores, and a value that cannot be used stops any command with a clear error.
+#[test]
+fn detox_cpu_levels_report_agree_and_bad_values_are_errors() {
+    let out = bin()
+        .arg("cpu")
+        .env("DETOX_CPU", "generic")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.contains("; kernels generic"), "{line}");
+
+    let texts = "{\"text\": \"hello world\"}\n{\"text\": \"shut up, you idiot! I will find you and hurt you, you worthless piece of garbage\"}\n";
+    let mut scores = Vec::new();
+    for level in ["generic", "avx2", "avx512"] {
+        let mut cmd = bin();
+        cmd.env("DETOX_CPU", level)
+            .args(["score", "--scorer"])
+            .arg(fixture_model("bert"));
+        let out = run_with_stdin(cmd, texts.as_bytes());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(2) && stderr.contains("asks for more than this CPU supports") {
+            eprintln!("{level}: not on this CPU");
+            continue;
+        }
+        assert!(out.status.success(), "{level}: {stderr}");
+        scores.push((level, lines(&out.stdout)));
+    }
+    let (first, want) = &scores[0];
+    for (level, got) in &scores[1..] {
+        for (g, w) in got.iter().zip(want) {
+            for a in ["toxic", "insult", "threat"] {
+                let (g, w) = (
+                    g["scores"][a].as_f64().unwrap(),
+                    w["scores"][a].as_f64().unwrap(),
+                );
+                assert!((g - w).abs() < 1e-5, "{a}: {level} {g} vs {first} {w}");
+            }
+        }
+    }
+
+    let mut cmd = bin();
+    cmd.env("DETOX_CPU", "sse9")
+        .args(["score", "--scorer"])
+        .arg(fixture_model("bert"));
+    let out = run_with_stdin(cmd, texts.as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DETOX_CPU=\"sse9\" is not an instruction set"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing is scored");
+}
+
 #[test]
 fn csv_column_and_atomic_output_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! Vectorisable CPU kernels for the two element-wise hot spots of encoder inference: exact-GELU
 //! (which needs `erf`) and the attention softmax (which needs `exp`). candle calls the scalar
 //! libm functions for both; these branch-free versions let the compiler use SIMD and run on
-//! AVX2/FMA when the CPU has it (checked at run time), at about 1e-7 relative error.
+//! AVX2/FMA when the CPU has it (checked at run time, [`detox_kernels::isa`]), at about 1e-7
+//! relative error.
 
 use candle_core::{CpuStorage, CustomOp1, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -78,13 +79,13 @@ unsafe fn gelu_slice_avx512(src: &[f32], dst: &mut [f32]) {
 
 fn gelu_slice(src: &[f32], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { gelu_slice_avx512(src, dst) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { gelu_slice_avx2(src, dst) };
         return;
@@ -120,13 +121,13 @@ unsafe fn softmax_rows_avx512(src: &[f32], dst: &mut [f32], width: usize) {
 
 fn softmax_rows(src: &[f32], dst: &mut [f32], width: usize) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { softmax_rows_avx512(src, dst, width) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { softmax_rows_avx2(src, dst, width) };
         return;
@@ -411,13 +412,13 @@ unsafe fn attend_avx512(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads:
 
 fn attend(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { attend_avx512(qkv, out, l, n, heads, d) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { attend_avx2(qkv, out, l, n, heads, d) };
         return;
@@ -590,10 +591,10 @@ enum Level {
 fn level() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f") {
+        if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
             return Level::Avx512;
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
             return Level::Avx2;
         }
     }

@@ -3,11 +3,16 @@
 
 use super::weights::Weights;
 use candle_core::{DType, Device, Result, Tensor, D};
+use detox_kernels::DenseWeight;
 
-/// A dense layer `y = x W^T + b`, with `W^T` stored contiguous so one GEMM serves any batch.
+/// A dense layer `y = x W^T + b`.
+///
+/// On CPU in f32, when detox's kernels are on ([`detox_kernels::isa`]), the weight is held only
+/// packed for their matrix product (AVX2 or AVX-512, chosen at run time); otherwise `W^T` is
+/// held contiguous so that one candle matrix product serves any batch ([`DenseWeight`]).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    w_t: Tensor,
+    w: DenseWeight,
     b: Option<Tensor>,
     /// The bias as plain floats (zeros when there is none), for the fused CPU epilogues.
     b_vec: Vec<f32>,
@@ -27,16 +32,33 @@ impl Linear {
         let out_dim = weight.dim(0)?;
         let b_vec = bias_vec(b.as_ref(), out_dim)?;
         Ok(Self {
-            w_t: weight.t()?.contiguous()?,
+            w: DenseWeight::from_out_in(weight)?,
             b,
             b_vec,
             out_dim,
         })
     }
 
+    /// The same layer with weight and bias multiplied by `s`.
+    fn scaled(self, s: f64) -> Result<Self> {
+        Ok(Self {
+            w: self.w.scaled(s)?,
+            b: self.b.map(|b| b * s).transpose()?,
+            b_vec: self.b_vec.iter().map(|v| v * s as f32).collect(),
+            out_dim: self.out_dim,
+        })
+    }
+
     /// Fuses several layers that read the same input into one (e.g. Q, K and V).
     pub fn fuse(parts: &[Linear]) -> Result<Self> {
-        let ws: Vec<&Tensor> = parts.iter().map(|p| &p.w_t).collect();
+        let device = parts
+            .iter()
+            .find_map(|p| p.b.as_ref().map(|b| b.device().clone()))
+            .unwrap_or(Device::Cpu);
+        let ws = parts
+            .iter()
+            .map(|p| p.w.transposed(&device))
+            .collect::<Result<Vec<_>>>()?;
         let w_t = Tensor::cat(&ws, 1)?.contiguous()?;
         let b = if parts.iter().all(|p| p.b.is_some()) {
             let bs: Vec<&Tensor> = parts.iter().filter_map(|p| p.b.as_ref()).collect();
@@ -47,7 +69,7 @@ impl Linear {
         let out_dim = parts.iter().map(|p| p.out_dim).sum();
         let b_vec = parts.iter().flat_map(|p| p.b_vec.iter().copied()).collect();
         Ok(Self {
-            w_t,
+            w: DenseWeight::new(w_t)?,
             b,
             b_vec,
             out_dim,
@@ -56,32 +78,16 @@ impl Linear {
 
     /// `x W^T` without the bias: a fresh contiguous tensor the fused epilogues write into.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = *dims.last().unwrap_or(&0);
-        let rows = x.elem_count() / in_dim.max(1);
-        let y = x.reshape((rows, in_dim))?.matmul(&self.w_t)?;
-        let mut out = dims;
-        if let Some(last) = out.last_mut() {
-            *last = self.out_dim;
-        }
-        y.reshape(out)
+        self.w.matmul(x)
     }
 
     /// Applies the layer to `[..., in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = *dims.last().unwrap_or(&0);
-        let rows = x.elem_count() / in_dim.max(1);
-        let y = x.reshape((rows, in_dim))?.matmul(&self.w_t)?;
-        let y = match &self.b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        let mut out = dims;
-        if let Some(last) = out.last_mut() {
-            *last = self.out_dim;
+        let y = self.matmul(x)?;
+        match &self.b {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
         }
-        y.reshape(out)
     }
 }
 
@@ -172,17 +178,11 @@ impl SelfAttention {
         hidden: usize,
         heads: usize,
     ) -> Result<Self> {
-        if heads == 0 || hidden % heads != 0 {
+        if heads == 0 || !hidden.is_multiple_of(heads) {
             candle_core::bail!("hidden size {hidden} is not divisible by {heads} attention heads");
         }
         // Fold the 1/sqrt(d) score scale into the query projection: one op less per layer.
-        let scale = 1.0 / ((hidden / heads) as f64).sqrt();
-        let q = Linear {
-            w_t: (q.w_t * scale)?,
-            b: q.b.map(|b| b * scale).transpose()?,
-            b_vec: q.b_vec.iter().map(|v| v * scale as f32).collect(),
-            out_dim: q.out_dim,
-        };
+        let q = q.scaled(1.0 / ((hidden / heads) as f64).sqrt())?;
         Ok(Self {
             qkv: Linear::fuse(&[q, k, v])?,
             out,
