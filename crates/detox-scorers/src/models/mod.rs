@@ -216,8 +216,16 @@ impl EncoderClassifier {
         let head = self.head.as_ref().ok_or_else(|| {
             candle_core::Error::Msg("this checkpoint has no classification head".into())
         })?;
-        let hidden = self.encode(rows, lengths)?;
-        head.forward(&hidden)
+        let ids = ids_tensor(rows, &self.device)?;
+        let mut x = self.embeddings.forward(&ids, lengths)?;
+        let Some((last, lower)) = self.blocks.split_last() else {
+            return head.forward(&x);
+        };
+        for block in lower {
+            x = block.forward(&x, lengths)?;
+        }
+        // The head reads only the first token: the last block computes only that row.
+        head.forward(&last.forward_first(&x, lengths)?)
     }
 }
 
