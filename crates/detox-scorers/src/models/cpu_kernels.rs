@@ -5,6 +5,7 @@
 //! relative error.
 
 use candle_core::{CpuStorage, CustomOp1, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use detox_kernels::Isa;
 use rayon::prelude::*;
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -79,13 +80,13 @@ unsafe fn gelu_slice_avx512(src: &[f32], dst: &mut [f32]) {
 
 fn gelu_slice(src: &[f32], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
+    if detox_kernels::isa() >= Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { gelu_slice_avx512(src, dst) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
+    if detox_kernels::isa() >= Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { gelu_slice_avx2(src, dst) };
         return;
@@ -121,13 +122,13 @@ unsafe fn softmax_rows_avx512(src: &[f32], dst: &mut [f32], width: usize) {
 
 fn softmax_rows(src: &[f32], dst: &mut [f32], width: usize) {
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
+    if detox_kernels::isa() >= Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { softmax_rows_avx512(src, dst, width) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
+    if detox_kernels::isa() >= Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { softmax_rows_avx2(src, dst, width) };
         return;
@@ -435,13 +436,13 @@ unsafe fn attend_avx512(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads:
 
 fn attend(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
+    if detox_kernels::isa() >= Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { attend_avx512(qkv, out, l, n, heads, d) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
+    if detox_kernels::isa() >= Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { attend_avx2(qkv, out, l, n, heads, d) };
         return;
@@ -670,26 +671,6 @@ unsafe fn bias_gelu_row_avx2(row: &mut [f32], bias: &[f32]) {
 dispatch!(residual_ln_row, residual_ln_row_avx512, residual_ln_row_avx2,
     (row: &mut [f32], res: &[f32], bias: &[f32], w: &[f32], beta: &[f32], eps: f32));
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Level {
-    Avx512,
-    Avx2,
-    Base,
-}
-
-fn level() -> Level {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
-            return Level::Avx512;
-        }
-        if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
-            return Level::Avx2;
-        }
-    }
-    Level::Base
-}
-
 /// In place: `x = gelu_erf(x + bias)` (`gelu = false`: `x = x + bias`), row by row.
 pub struct BiasAct<'a> {
     /// One value per column.
@@ -709,20 +690,15 @@ impl InplaceOp1 for BiasAct<'_> {
         if width == 0 || data.len() % width != 0 {
             candle_core::bail!("detox-bias-act: bias of {width} for {} values", data.len());
         }
-        let lv = level();
+        let isa = detox_kernels::isa();
         let gelu = self.gelu;
         for_rows(data, width, |_, row| {
             #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: `level` checked the CPU features.
-                match (lv, gelu) {
-                    (Level::Avx512 | Level::Avx2, true) => {
-                        return unsafe { bias_gelu_row_avx2(row, self.bias) }
-                    }
-                    _ => {}
-                }
+            if gelu && isa >= Isa::Avx2 {
+                // SAFETY: `isa` found AVX2 and FMA on this CPU.
+                return unsafe { bias_gelu_row_avx2(row, self.bias) };
             }
-            let _ = lv;
+            let _ = isa;
             if gelu {
                 bias_gelu_row(row, self.bias)
             } else {
@@ -763,14 +739,14 @@ impl InplaceOp2 for BiasResidualNorm<'_> {
         if width == 0 || data.len() % width != 0 || res.len() != data.len() {
             candle_core::bail!("detox-bias-residual-norm: shapes do not match");
         }
-        let lv = level();
+        let isa = detox_kernels::isa();
         for_rows(data, width, |r, row| {
             let rr = &res[r * width..][..width];
             #[cfg(target_arch = "x86_64")]
             {
-                // SAFETY: `level` checked the CPU features.
-                match lv {
-                    Level::Avx512 => {
+                // SAFETY: `isa` is at most what this CPU supports.
+                match isa {
+                    Isa::Avx512 => {
                         return unsafe {
                             residual_ln_row_avx512(
                                 row,
@@ -782,7 +758,7 @@ impl InplaceOp2 for BiasResidualNorm<'_> {
                             )
                         }
                     }
-                    Level::Avx2 => {
+                    Isa::Avx2 => {
                         return unsafe {
                             residual_ln_row_avx2(
                                 row,
@@ -794,10 +770,10 @@ impl InplaceOp2 for BiasResidualNorm<'_> {
                             )
                         }
                     }
-                    Level::Base => {}
+                    Isa::Generic => {}
                 }
             }
-            let _ = lv;
+            let _ = isa;
             residual_ln_row(row, rr, self.bias, self.weight, self.beta, self.eps)
         });
         Ok(())
