@@ -48,11 +48,12 @@ impl DenseWeight {
         }
     }
 
-    /// `W^T` as an `[in, out]` tensor on `device` (unpacking a packed weight).
-    pub fn transposed(&self, device: &Device) -> Result<Tensor> {
+    /// `W^T` as an `[in, out]` tensor on the weight's device (a packed weight is unpacked on
+    /// the CPU, where packed weights live).
+    pub fn transposed(&self) -> Result<Tensor> {
         match self {
             Self::Transposed(t) => Ok(t.clone()),
-            Self::Packed(p) => Tensor::from_vec(p.to_rows(), (p.k(), p.n()), device),
+            Self::Packed(p) => Tensor::from_vec(p.to_rows(), (p.k(), p.n()), &Device::Cpu),
         }
     }
 

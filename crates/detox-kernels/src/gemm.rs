@@ -185,11 +185,7 @@ impl PackedMatrix {
             c.fill(0.0);
             return Ok(());
         }
-        let (mr, nr) = (self.kernel.mr(), self.kernel.nr());
-        let (k, n) = (self.k, self.n);
-        let mc = mr * MC_PANELS;
-        let panels = n.div_ceil(nr);
-        let b = self.data.as_slice();
+        let (k, mc) = (self.k, self.kernel.mr() * MC_PANELS);
         // Equal blocks of at most `kc()` columns; a product that is up to 1.5 blocks deep runs
         // as one, since every further block reads and writes all of `C` once more.
         let kc_max = self.kernel.kc();
@@ -198,7 +194,22 @@ impl PackedMatrix {
         } else {
             k.div_ceil(k.div_ceil(kc_max))
         };
-        let mut apack = Aligned::zeros(mc * block);
+        A_SCRATCH.with_borrow_mut(|apack| {
+            if apack.len < mc * block {
+                *apack = Aligned::zeros(mc * block);
+            }
+            self.blocks(a, m, c, block, apack);
+        });
+        Ok(())
+    }
+
+    /// The blocked loops of [`PackedMatrix::matmul`], `K` cut into blocks of `block` columns.
+    fn blocks(&self, a: &[f32], m: usize, c: &mut [f32], block: usize, apack: &mut Aligned) {
+        let (mr, nr) = (self.kernel.mr(), self.kernel.nr());
+        let (k, n) = (self.k, self.n);
+        let mc = mr * MC_PANELS;
+        let panels = n.div_ceil(nr);
+        let b = self.data.as_slice();
         let mut tile = Aligned::zeros(mr * nr);
         // Row blocks outermost: a block's rows of `C` stay in cache across the `K` blocks.
         for ic in (0..m).step_by(mc) {
@@ -237,7 +248,6 @@ impl PackedMatrix {
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -263,25 +273,48 @@ fn pack_a(
     mr: usize,
     out: &mut [f32],
 ) {
+    match mr {
+        6 => pack_a_mr::<6>(a, lda, ic, rows, pc, kc, out),
+        8 => pack_a_mr::<8>(a, lda, ic, rows, pc, kc, out),
+        _ => unreachable!("the kernels are 6 or 8 rows tall"),
+    }
+}
+
+/// [`pack_a`] for a tile height known at compile time: each packed row of `MR` values is
+/// written in one go, from `MR` row streams of `A`.
+fn pack_a_mr<const MR: usize>(
+    a: &[f32],
+    lda: usize,
+    ic: usize,
+    rows: usize,
+    pc: usize,
+    kc: usize,
+    out: &mut [f32],
+) {
     for (q, panel) in out
-        .chunks_exact_mut(kc * mr)
-        .take(rows.div_ceil(mr))
+        .chunks_exact_mut(kc * MR)
+        .take(rows.div_ceil(MR))
         .enumerate()
     {
-        for r in 0..mr {
-            let i = q * mr + r;
-            if i < rows {
-                let src = &a[(ic + i) * lda + pc..][..kc];
-                for (p, &v) in src.iter().enumerate() {
-                    panel[p * mr + r] = v;
-                }
+        let present = MR.min(rows - q * MR);
+        let src: [&[f32]; MR] = std::array::from_fn(|r| {
+            if r < present {
+                &a[(ic + q * MR + r) * lda + pc..][..kc]
             } else {
-                for p in 0..kc {
-                    panel[p * mr + r] = 0.0;
-                }
+                &[]
+            }
+        });
+        for (p, dst) in panel.chunks_exact_mut(MR).enumerate() {
+            for (r, d) in dst.iter_mut().enumerate() {
+                *d = if r < present { src[r][p] } else { 0.0 };
             }
         }
     }
+}
+
+thread_local! {
+    /// Each thread's packing buffer for `A`, kept between calls (no allocation per product).
+    static A_SCRATCH: std::cell::RefCell<Aligned> = std::cell::RefCell::new(Aligned::zeros(0));
 }
 
 impl Kernel {

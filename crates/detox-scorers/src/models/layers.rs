@@ -51,13 +51,9 @@ impl Linear {
 
     /// Fuses several layers that read the same input into one (e.g. Q, K and V).
     pub fn fuse(parts: &[Linear]) -> Result<Self> {
-        let device = parts
-            .iter()
-            .find_map(|p| p.b.as_ref().map(|b| b.device().clone()))
-            .unwrap_or(Device::Cpu);
         let ws = parts
             .iter()
-            .map(|p| p.w.transposed(&device))
+            .map(|p| p.w.transposed())
             .collect::<Result<Vec<_>>>()?;
         let w_t = Tensor::cat(&ws, 1)?.contiguous()?;
         let b = if parts.iter().all(|p| p.b.is_some()) {
