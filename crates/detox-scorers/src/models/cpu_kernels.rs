@@ -5,7 +5,6 @@
 //! relative error.
 
 use candle_core::{CpuStorage, CustomOp1, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
-use detox_kernels::Isa;
 use rayon::prelude::*;
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -80,13 +79,13 @@ unsafe fn gelu_slice_avx512(src: &[f32], dst: &mut [f32]) {
 
 fn gelu_slice(src: &[f32], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= Isa::Avx512 {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { gelu_slice_avx512(src, dst) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= Isa::Avx2 {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { gelu_slice_avx2(src, dst) };
         return;
@@ -122,13 +121,13 @@ unsafe fn softmax_rows_avx512(src: &[f32], dst: &mut [f32], width: usize) {
 
 fn softmax_rows(src: &[f32], dst: &mut [f32], width: usize) {
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= Isa::Avx512 {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { softmax_rows_avx512(src, dst, width) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= Isa::Avx2 {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { softmax_rows_avx2(src, dst, width) };
         return;
@@ -436,13 +435,13 @@ unsafe fn attend_avx512(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads:
 
 fn attend(qkv: &[f32], out: &mut [f32], l: usize, n: usize, heads: usize, d: usize) {
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= Isa::Avx512 {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx512 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { attend_avx512(qkv, out, l, n, heads, d) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if detox_kernels::isa() >= Isa::Avx2 {
+    if detox_kernels::isa() >= detox_kernels::Isa::Avx2 {
         // SAFETY: the CPU supports the features the function is compiled for.
         unsafe { attend_avx2(qkv, out, l, n, heads, d) };
         return;
@@ -694,7 +693,7 @@ impl InplaceOp1 for BiasAct<'_> {
         let gelu = self.gelu;
         for_rows(data, width, |_, row| {
             #[cfg(target_arch = "x86_64")]
-            if gelu && isa >= Isa::Avx2 {
+            if gelu && isa >= detox_kernels::Isa::Avx2 {
                 // SAFETY: `isa` found AVX2 and FMA on this CPU.
                 return unsafe { bias_gelu_row_avx2(row, self.bias) };
             }
@@ -746,7 +745,7 @@ impl InplaceOp2 for BiasResidualNorm<'_> {
             {
                 // SAFETY: `isa` is at most what this CPU supports.
                 match isa {
-                    Isa::Avx512 => {
+                    detox_kernels::Isa::Avx512 => {
                         return unsafe {
                             residual_ln_row_avx512(
                                 row,
@@ -758,7 +757,7 @@ impl InplaceOp2 for BiasResidualNorm<'_> {
                             )
                         }
                     }
-                    Isa::Avx2 => {
+                    detox_kernels::Isa::Avx2 => {
                         return unsafe {
                             residual_ln_row_avx2(
                                 row,
@@ -770,7 +769,7 @@ impl InplaceOp2 for BiasResidualNorm<'_> {
                             )
                         }
                     }
-                    Isa::Generic => {}
+                    detox_kernels::Isa::Generic => {}
                 }
             }
             let _ = isa;
