@@ -384,85 +384,70 @@ impl Kernel {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// The AVX2 + FMA tile: `R <= 6` rows x 16 columns (two 8-lane registers per row); `a` is
-    /// a panel packed 6 rows tall.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; `a` holds `6 * kc`, `b` `16 * kc` values, and `c`
-    /// addresses `R` rows of 16 values `ldc` apart.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile_avx2<const R: usize>(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        const MR: usize = 6;
-        const NR: usize = 16;
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for p in 0..kc {
-            let b0 = _mm256_loadu_ps(b.add(p * NR));
-            let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm256_broadcast_ss(&*a.add(p * MR + r));
-                row[0] = _mm256_fmadd_ps(x, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+    /// Defines a tile function: `R <= $mr` rows x `2 * $lanes` columns (two registers per row)
+    /// of `c (+)= a b`, with `a` a panel packed `$mr` rows tall and `b` a panel `2 * $lanes`
+    /// wide, both `kc` deep.
+    macro_rules! tile {
+        ($(#[$doc:meta])* $name:ident, $features:literal, $mr:literal, $lanes:literal,
+         $zero:ident, $load:ident, $store:ident, $splat:ident, $fmadd:ident, $add:ident) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name<const R: usize>(
+                kc: usize,
+                a: *const f32,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                accumulate: bool,
+            ) {
+                const MR: usize = $mr;
+                const L: usize = $lanes;
+                let mut acc = [[$zero(); 2]; R];
+                for p in 0..kc {
+                    let b0 = $load(b.add(p * 2 * L));
+                    let b1 = $load(b.add(p * 2 * L + L));
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let x = $splat(*a.add(p * MR + r));
+                        row[0] = $fmadd(x, b0, row[0]);
+                        row[1] = $fmadd(x, b1, row[1]);
+                    }
+                }
+                for (r, row) in acc.iter().enumerate() {
+                    let dst = c.add(r * ldc);
+                    for (h, v) in row.iter().enumerate() {
+                        let out = if accumulate {
+                            $add(*v, $load(dst.add(h * L)))
+                        } else {
+                            *v
+                        };
+                        $store(dst.add(h * L), out);
+                    }
+                }
             }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            let dst = c.add(r * ldc);
-            for (h, v) in row.iter().enumerate() {
-                let out = if accumulate {
-                    _mm256_add_ps(*v, _mm256_loadu_ps(dst.add(h * 8)))
-                } else {
-                    *v
-                };
-                _mm256_storeu_ps(dst.add(h * 8), out);
-            }
-        }
+        };
     }
 
-    /// The AVX-512 tile: `R <= 8` rows x 32 columns (two 16-lane registers per row); `a` is a
-    /// panel packed 8 rows tall.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512 F; `a` holds `8 * kc`, `b` `32 * kc` values, and `c`
-    /// addresses `R` rows of 32 values `ldc` apart.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn tile_avx512<const R: usize>(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        const MR: usize = 8;
-        const NR: usize = 32;
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        for p in 0..kc {
-            let b0 = _mm512_loadu_ps(b.add(p * NR));
-            let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(p * MR + r));
-                row[0] = _mm512_fmadd_ps(x, b0, row[0]);
-                row[1] = _mm512_fmadd_ps(x, b1, row[1]);
-            }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            let dst = c.add(r * ldc);
-            for (h, v) in row.iter().enumerate() {
-                let out = if accumulate {
-                    _mm512_add_ps(*v, _mm512_loadu_ps(dst.add(h * 16)))
-                } else {
-                    *v
-                };
-                _mm512_storeu_ps(dst.add(h * 16), out);
-            }
-        }
-    }
+    tile!(
+        /// The AVX2 + FMA tile: `R <= 6` rows x 16 columns (two 8-lane registers per row).
+        ///
+        /// # Safety
+        /// The CPU must support AVX2 and FMA; `a` holds `6 * kc`, `b` `16 * kc` values, and
+        /// `c` addresses `R` rows of 16 values `ldc` apart.
+        tile_avx2, "avx2,fma", 6, 8,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+        _mm256_fmadd_ps, _mm256_add_ps
+    );
+
+    tile!(
+        /// The AVX-512 tile: `R <= 8` rows x 32 columns (two 16-lane registers per row).
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512 F; `a` holds `8 * kc`, `b` `32 * kc` values, and `c`
+        /// addresses `R` rows of 32 values `ldc` apart.
+        tile_avx512, "avx512f,avx2,fma", 8, 16,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
+        _mm512_fmadd_ps, _mm512_add_ps
+    );
 }
 
 #[cfg(test)]
