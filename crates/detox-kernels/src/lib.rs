@@ -12,6 +12,8 @@
 //! Every x86 kernel sits behind `cfg(target_arch = "x86_64")` and a run-time check; on other
 //! architectures [`cpu::isa`] is [`cpu::Isa::Generic`] and callers keep candle's own kernels.
 
+#![warn(missing_docs)]
+
 pub mod cpu;
 pub mod dense;
 pub mod gemm;
