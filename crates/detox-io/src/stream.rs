@@ -83,7 +83,11 @@ pub fn score_rows(
             let t = Instant::now();
             score_chunk(scorer, &mut chunk, out, &mut tally)?;
             progress(&tally);
-            if t.elapsed().as_secs_f64() < 1.0 {
+            // Chunks double while one takes under 4 s: progress stays frequent, and bigger
+            // chunks sort more texts by length together and make the cores wait for each
+            // other less often (from 1 s to 4 s made batch-32 scoring of the RTP benchmark
+            // about 7% faster on 2 cores).
+            if t.elapsed().as_secs_f64() < 4.0 {
                 size = (size * 2).min(chunking.max.max(1));
             }
         }
