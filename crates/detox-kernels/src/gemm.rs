@@ -26,6 +26,11 @@ pub struct ShapeError {
     what: String,
 }
 
+/// Rows of the AVX2 tile.
+const AVX2_MR: usize = 6;
+/// Rows of the AVX-512 tile.
+const AVX512_MR: usize = 8;
+
 /// Which micro-kernel a matrix was packed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
@@ -45,8 +50,8 @@ impl Kernel {
     /// Rows of the register tile.
     fn mr(self) -> usize {
         match self {
-            Kernel::Avx2 => 6,
-            Kernel::Avx512 => 8,
+            Kernel::Avx2 => AVX2_MR,
+            Kernel::Avx512 => AVX512_MR,
         }
     }
 
@@ -217,7 +222,11 @@ impl PackedMatrix {
             for pc in (0..k).step_by(block) {
                 let kc = block.min(k - pc);
                 let accumulate = pc > 0;
-                pack_a(a, k, ic, rows, pc, kc, mr, apack.as_mut_slice());
+                let out = apack.as_mut_slice();
+                match self.kernel {
+                    Kernel::Avx2 => pack_a::<AVX2_MR>(a, k, ic, rows, pc, kc, out),
+                    Kernel::Avx512 => pack_a::<AVX512_MR>(a, k, ic, rows, pc, kc, out),
+                }
                 for p in 0..panels {
                     let bp = &b[p * k * nr + pc * nr..][..kc * nr];
                     let j0 = p * nr;
@@ -261,28 +270,9 @@ fn check_len(name: &str, len: usize, rows: usize, cols: usize) -> Result<(), Sha
 }
 
 /// Packs rows `ic..ic+rows`, columns `pc..pc+kc` of row-major `A` (`lda` columns) into row
-/// panels `mr` tall: panel `q` is `[kc][mr]`, rows past the end are zero.
-#[allow(clippy::too_many_arguments)]
-fn pack_a(
-    a: &[f32],
-    lda: usize,
-    ic: usize,
-    rows: usize,
-    pc: usize,
-    kc: usize,
-    mr: usize,
-    out: &mut [f32],
-) {
-    match mr {
-        6 => pack_a_mr::<6>(a, lda, ic, rows, pc, kc, out),
-        8 => pack_a_mr::<8>(a, lda, ic, rows, pc, kc, out),
-        _ => unreachable!("the kernels are 6 or 8 rows tall"),
-    }
-}
-
-/// [`pack_a`] for a tile height known at compile time: each packed row of `MR` values is
-/// written in one go, from `MR` row streams of `A`.
-fn pack_a_mr<const MR: usize>(
+/// panels `MR` tall: panel `q` is `[kc][MR]`, rows past the end are zero. Each packed row of
+/// `MR` values is written in one go, from `MR` row streams of `A`.
+fn pack_a<const MR: usize>(
     a: &[f32],
     lda: usize,
     ic: usize,
@@ -360,7 +350,7 @@ impl Kernel {
                     (Kernel::Avx2, 3) => t2::<3>(kc, a, b, c, ldc, accumulate),
                     (Kernel::Avx2, 4) => t2::<4>(kc, a, b, c, ldc, accumulate),
                     (Kernel::Avx2, 5) => t2::<5>(kc, a, b, c, ldc, accumulate),
-                    (Kernel::Avx2, _) => t2::<6>(kc, a, b, c, ldc, accumulate),
+                    (Kernel::Avx2, _) => t2::<AVX2_MR>(kc, a, b, c, ldc, accumulate),
                     (Kernel::Avx512, 1) => t5::<1>(kc, a, b, c, ldc, accumulate),
                     (Kernel::Avx512, 2) => t5::<2>(kc, a, b, c, ldc, accumulate),
                     (Kernel::Avx512, 3) => t5::<3>(kc, a, b, c, ldc, accumulate),
@@ -368,7 +358,7 @@ impl Kernel {
                     (Kernel::Avx512, 5) => t5::<5>(kc, a, b, c, ldc, accumulate),
                     (Kernel::Avx512, 6) => t5::<6>(kc, a, b, c, ldc, accumulate),
                     (Kernel::Avx512, 7) => t5::<7>(kc, a, b, c, ldc, accumulate),
-                    (Kernel::Avx512, _) => t5::<8>(kc, a, b, c, ldc, accumulate),
+                    (Kernel::Avx512, _) => t5::<AVX512_MR>(kc, a, b, c, ldc, accumulate),
                 }
             }
         }
@@ -388,7 +378,7 @@ mod x86 {
     /// of `c (+)= a b`, with `a` a panel packed `$mr` rows tall and `b` a panel `2 * $lanes`
     /// wide, both `kc` deep.
     macro_rules! tile {
-        ($(#[$doc:meta])* $name:ident, $features:literal, $mr:literal, $lanes:literal,
+        ($(#[$doc:meta])* $name:ident, $features:literal, $mr:expr, $lanes:literal,
          $zero:ident, $load:ident, $store:ident, $splat:ident, $fmadd:ident, $add:ident) => {
             $(#[$doc])*
             #[target_feature(enable = $features)]
@@ -433,7 +423,7 @@ mod x86 {
         /// # Safety
         /// The CPU must support AVX2 and FMA; `a` holds `6 * kc`, `b` `16 * kc` values, and
         /// `c` addresses `R` rows of 16 values `ldc` apart.
-        tile_avx2, "avx2,fma", 6, 8,
+        tile_avx2, "avx2,fma", super::AVX2_MR, 8,
         _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
         _mm256_fmadd_ps, _mm256_add_ps
     );
@@ -444,7 +434,7 @@ mod x86 {
         /// # Safety
         /// The CPU must support AVX-512 F; `a` holds `8 * kc`, `b` `32 * kc` values, and `c`
         /// addresses `R` rows of 32 values `ldc` apart.
-        tile_avx512, "avx512f,avx2,fma", 8, 16,
+        tile_avx512, "avx512f,avx2,fma", super::AVX512_MR, 16,
         _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
         _mm512_fmadd_ps, _mm512_add_ps
     );
