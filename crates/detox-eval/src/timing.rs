@@ -32,17 +32,6 @@ pub struct Timing {
     pub threads: usize,
 }
 
-/// The CPU's model name, as `/proc/cpuinfo` gives it.
-pub fn cpu_name() -> String {
-    detox_kernels::cpu::model_name()
-}
-
-/// Whether detox's kernels run with AVX-512 in this process (false on a CPU without it, and
-/// when `DETOX_CPU` lowers them).
-pub fn has_avx512() -> bool {
-    detox_kernels::isa() == detox_kernels::Isa::Avx512
-}
-
 impl Timing {
     /// One session's timing on this machine.
     pub fn measured(
@@ -57,8 +46,8 @@ impl Timing {
             prompts,
             generations,
             sampled,
-            cpu: cpu_name(),
-            avx512: has_avx512(),
+            cpu: detox_kernels::cpu::model_name(),
+            avx512: detox_kernels::isa() == detox_kernels::Isa::Avx512,
             threads,
         }
     }
