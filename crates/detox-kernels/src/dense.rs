@@ -27,9 +27,19 @@ impl DenseWeight {
         Ok(Self::Transposed(w_t.contiguous()?))
     }
 
-    /// From `W` laid out `[out, in]` (PyTorch's `Linear`, GGUF).
+    /// From `W` laid out `[out, in]` (PyTorch's `Linear`, GGUF): packed straight from that
+    /// layout when the kernels run, so no transposed copy is made.
     pub fn from_out_in(w: &Tensor) -> Result<Self> {
-        Self::new(w.t()?.contiguous()?)
+        if w.device().is_cpu() && w.dtype() == DType::F32 {
+            let (n, k) = w.dims2()?;
+            let rows = w.flatten_all()?.to_vec1::<f32>()?;
+            if let Some(p) =
+                PackedMatrix::from_transposed(&rows, n, k).map_err(candle_core::Error::wrap)?
+            {
+                return Ok(Self::Packed(Arc::new(p)));
+            }
+        }
+        Ok(Self::Transposed(w.t()?.contiguous()?))
     }
 
     /// Input features.
@@ -94,6 +104,17 @@ impl DenseWeight {
     }
 }
 
+/// The f32 values of a contiguous CPU tensor's storage; `op` names the operation in errors.
+pub fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: only f32 is supported");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: input must be contiguous");
+    };
+    Ok(&data[start..end])
+}
+
 /// The candle operation `x [m, k] -> x B [m, n]` through a [`PackedMatrix`].
 struct PackedMatmul<'a> {
     packed: &'a PackedMatrix,
@@ -105,12 +126,7 @@ impl CustomOp1 for PackedMatmul<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("{}: only f32 is supported", self.name());
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("{}: input must be contiguous", self.name());
-        };
+        let src = contiguous_f32(storage, layout, self.name())?;
         let (m, k) = layout.shape().dims2()?;
         if k != self.packed.k() {
             candle_core::bail!(
@@ -122,7 +138,7 @@ impl CustomOp1 for PackedMatmul<'_> {
         let n = self.packed.n();
         let mut dst = vec![0f32; m * n];
         self.packed
-            .matmul(&data[start..end], m, &mut dst)
+            .matmul(src, m, &mut dst)
             .map_err(candle_core::Error::wrap)?;
         Ok((CpuStorage::F32(dst), Shape::from((m, n))))
     }

@@ -5,6 +5,7 @@
 //! relative error.
 
 use candle_core::{CpuStorage, CustomOp1, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use detox_kernels::dense::contiguous_f32;
 use rayon::prelude::*;
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -137,16 +138,6 @@ fn softmax_rows(src: &[f32], dst: &mut [f32], width: usize) {
 
 /// Work below this many elements runs on the calling thread.
 const PAR_MIN: usize = 1 << 15;
-
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: only f32 is supported");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: input must be contiguous");
-    };
-    Ok(&data[start..end])
-}
 
 struct GeluErf;
 
