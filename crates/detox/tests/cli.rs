@@ -359,27 +359,32 @@ fn train_then_score_with_the_trained_folder() {
         ));
     }
     std::fs::write(&data, lines).unwrap();
+    // `detox train` on the file with the fixture encoder and a shared cache; its stdout.
+    let train = |extra: &[&str], out_dir: &Path| -> String {
+        let out = bin()
+            .args([
+                "train", "--labels", "rude", "--hidden", "8", "--epochs", "25", "--lr", "0.01",
+            ])
+            .args(extra)
+            .arg("--train")
+            .arg(&data)
+            .arg("--encoder")
+            .arg(fixture_model("bert"))
+            .arg("--cache")
+            .arg(dir.path().join("cache"))
+            .arg("--out")
+            .arg(out_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     let out_dir = dir.path().join("my-scorer");
-    let out = bin()
-        .args([
-            "train", "--labels", "rude", "--hidden", "8", "--epochs", "25", "--lr", "0.01",
-        ])
-        .arg("--train")
-        .arg(&data)
-        .arg("--encoder")
-        .arg(fixture_model("bert"))
-        .arg("--cache")
-        .arg(dir.path().join("cache"))
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = train(&[], &out_dir);
     assert!(stdout.contains("trained on"), "{stdout}");
     assert!(
         stdout.contains("labelled"),
@@ -397,27 +402,7 @@ fn train_then_score_with_the_trained_folder() {
     // The pair (`--model default`): a head, an n-gram model and ensemble.json, which makes
     // the folder one scorer.
     let pair = dir.path().join("my-pair");
-    let out = bin()
-        .args([
-            "train", "--model", "default", "--labels", "rude", "--hidden", "8", "--epochs", "25",
-            "--lr", "0.01", "--bits", "12",
-        ])
-        .arg("--train")
-        .arg(&data)
-        .arg("--encoder")
-        .arg(fixture_model("bert"))
-        .arg("--cache")
-        .arg(dir.path().join("cache"))
-        .arg("--out")
-        .arg(&pair)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = train(&["--model", "default", "--bits", "12"], &pair);
     assert!(
         stdout.contains("calibrated ensemble (ensemble.json)"),
         "{stdout}"
