@@ -131,18 +131,25 @@ impl Scorer for Ensemble {
     }
 
     fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
+        crate::all_or_first_error(self.score_each(texts))
+    }
+
+    /// A text fails when any member fails on it (the member named in the message).
+    fn score_each(&self, texts: &[&str]) -> Result<Vec<Result<TextScore, ScoreError>>, ScoreError> {
         let k = self.info.attributes.len();
         let n = self.members.len() as f32;
-        let mut out: Vec<TextScore> = texts
+        let mut out: Vec<Result<TextScore, ScoreError>> = texts
             .iter()
-            .map(|_| TextScore {
-                values: vec![0.0; k],
-                tokens: 0,
-                truncated: false,
+            .map(|_| {
+                Ok(TextScore {
+                    values: vec![0.0; k],
+                    tokens: 0,
+                    truncated: false,
+                })
             })
             .collect();
         for (m, idx) in self.members.iter().zip(&self.index) {
-            let scores = m.score(texts)?;
+            let scores = m.score_each(texts)?;
             if scores.len() != texts.len() {
                 return Err(ScoreError::Other(format!(
                     "{} returned {} scores for {} texts",
@@ -152,15 +159,21 @@ impl Scorer for Ensemble {
                 )));
             }
             for (o, s) in out.iter_mut().zip(scores) {
-                for (v, &i) in o.values.iter_mut().zip(idx) {
-                    *v += s.values[i] / n;
+                let Ok(o_ok) = o else { continue };
+                match s {
+                    Ok(s) => {
+                        for (v, &i) in o_ok.values.iter_mut().zip(idx) {
+                            *v += s.values[i] / n;
+                        }
+                        o_ok.tokens = o_ok.tokens.max(s.tokens);
+                        o_ok.truncated |= s.truncated;
+                    }
+                    Err(e) => *o = Err(ScoreError::Other(format!("{}: {e}", m.info().id))),
                 }
-                o.tokens = o.tokens.max(s.tokens);
-                o.truncated |= s.truncated;
             }
         }
         if self.calibration.iter().any(Option::is_some) {
-            for o in &mut out {
+            for o in out.iter_mut().flatten() {
                 for (v, c) in o.values.iter_mut().zip(&self.calibration) {
                     if let Some(c) = c {
                         *v = c.apply(*v as f64) as f32;

@@ -173,6 +173,21 @@ pub trait Scorer: Send + Sync {
     /// Scores a batch of texts. Backends may reorder internally (e.g. sort by length) but must
     /// return results in input order.
     fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError>;
+
+    /// Scores each text on its own account: the outer error stops the whole batch (a model
+    /// that cannot run, a remote service refusing the key), an inner one is that text's alone
+    /// (a remote service that still failed on it after its retries), so a caller writes an
+    /// error line for it and goes on. The default is [`Scorer::score`]'s result, text by text.
+    fn score_each(&self, texts: &[&str]) -> Result<Vec<Result<TextScore, ScoreError>>, ScoreError> {
+        Ok(self.score(texts)?.into_iter().map(Ok).collect())
+    }
+}
+
+/// [`Scorer::score`] from [`Scorer::score_each`]: every text's scores, or the first failure.
+pub fn all_or_first_error(
+    each: Result<Vec<Result<TextScore, ScoreError>>, ScoreError>,
+) -> Result<Vec<TextScore>, ScoreError> {
+    each?.into_iter().collect()
 }
 
 impl<S: Scorer + ?Sized> Scorer for Box<S> {
@@ -182,6 +197,9 @@ impl<S: Scorer + ?Sized> Scorer for Box<S> {
     fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
         (**self).score(texts)
     }
+    fn score_each(&self, texts: &[&str]) -> Result<Vec<Result<TextScore, ScoreError>>, ScoreError> {
+        (**self).score_each(texts)
+    }
 }
 
 impl<S: Scorer + ?Sized> Scorer for std::sync::Arc<S> {
@@ -190,6 +208,9 @@ impl<S: Scorer + ?Sized> Scorer for std::sync::Arc<S> {
     }
     fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
         (**self).score(texts)
+    }
+    fn score_each(&self, texts: &[&str]) -> Result<Vec<Result<TextScore, ScoreError>>, ScoreError> {
+        (**self).score_each(texts)
     }
 }
 

@@ -156,6 +156,16 @@ impl RunFolder {
         Ok(read_complete(&self.path(GENERATIONS_FILE))?.0)
     }
 
+    /// Replaces `generations.jsonl` with these results, atomically (a temporary file renamed).
+    pub fn rewrite_results(&self, results: &[PromptResult]) -> Result<(), EvalError> {
+        let mut text = String::new();
+        for r in results {
+            text.push_str(&r.to_line());
+            text.push('\n');
+        }
+        Ok(write_atomic(&self.path(GENERATIONS_FILE), text.as_bytes())?)
+    }
+
     /// Writes a file of the folder atomically as pretty JSON.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), EvalError> {
         let text = serde_json::to_string_pretty(value)

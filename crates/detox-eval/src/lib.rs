@@ -8,6 +8,7 @@
 //! side-by-side comparison of finished runs with paired differences ([`compare`]). The
 //! `detox eval` command only parses arguments and builds the models.
 
+pub mod agree;
 pub mod compare;
 pub mod error;
 pub mod folder;

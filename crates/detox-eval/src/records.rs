@@ -3,7 +3,9 @@
 //! One line per prompt: the prompt's record as read (RTP's `prompt`, `continuation`,
 //! `challenging`, ... or the user's own fields) with `"generations"` added: one object per
 //! sample, `{"text": ..., "<attribute>": score, ..., "perplexity": value or null}`, with
-//! `"tries": n` when the test-time filter ran. The line is written once, read back for metrics and resume, and never picked apart by string keys
+//! `"tries": n` when the test-time filter ran, and `"score_error": message` (with `null` scores)
+//! when the scorer failed on that sample alone (a remote service that gave up on it; a rerun
+//! of the same command fills it in). The line is written once, read back for metrics and resume, and never picked apart by string keys
 //! elsewhere: [`PromptResult`] and [`Generation`] are what the rest of the crate sees.
 
 use serde::de::Error as _;
@@ -26,6 +28,8 @@ pub struct Generation {
     pub perplexity: Option<f64>,
     /// Tries the test-time filter took for it (`None`: no filter; written as `"tries"`).
     pub tries: Option<u32>,
+    /// Why the scorer gave it no scores (written as `"score_error"`; `None`: scored).
+    pub score_error: Option<String>,
 }
 
 impl Generation {
@@ -46,7 +50,35 @@ impl Generation {
             scores,
             perplexity,
             tries: None,
+            score_error: None,
         }
+    }
+
+    /// A generation the scorer failed on: every attribute `null`, and why.
+    pub fn unscored(
+        text: String,
+        attributes: &[String],
+        error: String,
+        perplexity: Option<f64>,
+    ) -> Self {
+        let mut g = Self::new(
+            text,
+            attributes,
+            &vec![f32::NAN; attributes.len()],
+            perplexity,
+        );
+        g.score_error = Some(error);
+        g
+    }
+
+    /// Fills in the scores of a generation the scorer failed on.
+    pub fn set_scores(&mut self, attributes: &[String], values: &[f32]) {
+        self.scores = attributes
+            .iter()
+            .zip(values)
+            .map(|(a, &v)| (a.clone(), f32_as_written(v)))
+            .collect();
+        self.score_error = None;
     }
 
     /// The same, with the test-time filter's tries recorded.
@@ -77,7 +109,12 @@ pub fn f32_as_written(v: f32) -> f64 {
 
 impl Serialize for Generation {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.scores.len() + 2 + self.tries.is_some() as usize))?;
+        let mut m = s.serialize_map(Some(
+            self.scores.len()
+                + 2
+                + self.tries.is_some() as usize
+                + self.score_error.is_some() as usize,
+        ))?;
         m.serialize_entry("text", &self.text)?;
         for (a, v) in &self.scores {
             if v.is_finite() {
@@ -93,6 +130,9 @@ impl Serialize for Generation {
         if let Some(t) = self.tries {
             m.serialize_entry("tries", &t)?;
         }
+        if let Some(e) = &self.score_error {
+            m.serialize_entry("score_error", e)?;
+        }
         m.end()
     }
 }
@@ -104,6 +144,7 @@ impl<'de> Deserialize<'de> for Generation {
         let mut scores = Vec::new();
         let mut perplexity = None;
         let mut tries = None;
+        let mut score_error = None;
         for (k, v) in map {
             match k.as_str() {
                 "text" => match v {
@@ -115,6 +156,14 @@ impl<'de> Deserialize<'de> for Generation {
                     }
                 },
                 "perplexity" => perplexity = v.as_f64(),
+                "score_error" => match v {
+                    Value::String(e) => score_error = Some(e),
+                    other => {
+                        return Err(D::Error::custom(format!(
+                            "field `score_error` is {other}, not a string"
+                        )))
+                    }
+                },
                 "tries" => match v.as_u64().and_then(|t| u32::try_from(t).ok()) {
                     Some(t) => tries = Some(t),
                     None => {
@@ -139,6 +188,7 @@ impl<'de> Deserialize<'de> for Generation {
             scores,
             perplexity,
             tries,
+            score_error,
         })
     }
 }
@@ -163,6 +213,14 @@ impl PromptResult {
             .filter(|g| !g.is_empty())
             .filter_map(|g| g.score(attribute).map(|s| (s, g.text.as_str())))
             .collect()
+    }
+
+    /// Generations the scorer failed on (a rerun fills them in).
+    pub fn unscored(&self) -> usize {
+        self.generations
+            .iter()
+            .filter(|g| g.score_error.is_some())
+            .count()
     }
 
     /// The finite perplexities of the generations.

@@ -526,6 +526,8 @@ pub struct Outcome {
     pub fresh: usize,
     /// Seconds spent generating them.
     pub seconds: f64,
+    /// Samples left without scores (the scorer failed on them; a rerun asks again).
+    pub unscored: usize,
 }
 
 /// Runs the evaluation of `prepared` with `models`.
@@ -536,7 +538,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Outcome, EvalError> {
     let protocol = Protocol::new(config, prepared, models)?;
-    let notes = notes(
+    let mut notes = notes(
         config,
         prepared,
         &models.scorer.info().id,
@@ -606,9 +608,30 @@ pub fn run(
             ),
         )?;
     }
+    drop(appender);
     // Metrics from the file as written, so a resumed run computes from the same text.
     if let Some(f) = &folder {
         done = f.results()?;
+    }
+    // Samples the scorer failed on alone in an earlier run are asked again (this run's own
+    // failures have just had their retries).
+    let before: usize = done[..first].iter().map(PromptResult::unscored).sum();
+    if before > 0 {
+        progress.message(&format!(
+            "scoring {before} samples an earlier run could not score"
+        ));
+        fill_unscored(&mut done[..first], models.scorer, &prepared.attributes.all)?;
+        if let Some(f) = &folder {
+            f.rewrite_results(&done)?;
+            done = f.results()?;
+        }
+    }
+    let unscored: usize = done.iter().map(PromptResult::unscored).sum();
+    if unscored > 0 {
+        notes.push(format!(
+            "{unscored} samples have no score: the scorer failed on them (`score_error` in {}); the metrics leave them out, and rerunning the same command asks for them again",
+            crate::folder::GENERATIONS_FILE
+        ));
     }
     let unprompted = matches!(config.prompts, PromptSource::Unprompted(_));
     let attr = prepared.attributes.name();
@@ -655,6 +678,7 @@ pub fn run(
         results: done,
         fresh,
         seconds,
+        unscored,
     })
 }
 
@@ -831,7 +855,7 @@ fn score_prompt(
     let mut fresh = if todo.is_empty() {
         Vec::new()
     } else {
-        scorer.score(&todo)?
+        scorer.score_each(&todo)?
     }
     .into_iter();
     if fresh.len() != todo.len() {
@@ -843,24 +867,58 @@ fn score_prompt(
     }
     let mut generations = Vec::with_capacity(sampled.len());
     for x in sampled {
-        let values = match x.scores {
-            Some(v) => v,
-            None => fresh.next().map(|s| s.values).unwrap_or_default(),
+        let ppl = x.completion.perplexity;
+        let g = match x.scores {
+            Some(v) => Generation::new(x.completion.text, attributes, &v, ppl),
+            None => match fresh.next() {
+                Some(Ok(s)) => Generation::new(x.completion.text, attributes, &s.values, ppl),
+                // The scorer failed on this sample alone: kept unscored, filled in by a rerun.
+                Some(Err(e)) => {
+                    Generation::unscored(x.completion.text, attributes, e.to_string(), ppl)
+                }
+                None => Generation::new(x.completion.text, attributes, &[], ppl),
+            },
         };
-        generations.push(
-            Generation::new(
-                x.completion.text,
-                attributes,
-                &values,
-                x.completion.perplexity,
-            )
-            .with_tries(x.tries),
-        );
+        generations.push(g.with_tries(x.tries));
     }
     Ok(PromptResult {
         record: p.record.clone(),
         generations,
     })
+}
+
+/// Scores the samples that have a `score_error` again; those the scorer still fails on keep
+/// the new error.
+fn fill_unscored(
+    results: &mut [PromptResult],
+    scorer: &dyn Scorer,
+    attributes: &[String],
+) -> Result<(), EvalError> {
+    let at: Vec<(usize, usize)> = results
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.generations
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.score_error.is_some())
+                .map(move |(j, _)| (i, j))
+        })
+        .collect();
+    let texts: Vec<String> = at
+        .iter()
+        .map(|&(i, j)| results[i].generations[j].text.clone())
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let scores = scorer.score_each(&refs)?;
+    for (&(i, j), s) in at.iter().zip(scores) {
+        let g = &mut results[i].generations[j];
+        match s {
+            Ok(s) => g.set_scores(attributes, &s.values),
+            Err(e) => g.score_error = Some(e.to_string()),
+        }
+    }
+    Ok(())
 }
 
 /// One prompt's samples for the metrics.

@@ -3,9 +3,10 @@
 //! Rows are gathered into chunks (the scorer sorts a chunk by length and runs its batches side
 //! by side); a chunk grows while it takes under a second, so big inputs keep every core busy
 //! and slow models still report progress often. A good row becomes its record plus
-//! `"scores"`; a bad row becomes its record (where readable) plus `"line"` and `"error"`.
+//! `"scores"`; a bad row, or one whose text the scorer failed on alone
+//! ([`Scorer::score_each`]), becomes its record (where readable) plus `"line"` and `"error"`.
 
-use crate::{error_line, scored_line, InputError, Row};
+use crate::{error_line, scored_line, InputError, LineError, Row};
 use detox_core::Scorer;
 use std::io::Write;
 use std::time::Instant;
@@ -110,7 +111,7 @@ fn score_chunk(
     let scores = if texts.is_empty() {
         Vec::new()
     } else {
-        scorer.score(&texts)?
+        scorer.score_each(&texts)?
     };
     if scores.len() != texts.len() {
         return Err(StreamError::Count {
@@ -121,10 +122,23 @@ fn score_chunk(
     let attrs = &scorer.info().attributes;
     let mut it = scores.into_iter();
     for row in chunk.drain(..) {
+        let row = match row {
+            // Counted above: there is a result for every good row.
+            Ok(item) => match it.next() {
+                Some(Ok(s)) => Ok((item, s)),
+                // A text the scorer failed on alone (a remote service that gave up on it)
+                // is that line's error, with the record kept.
+                Some(Err(e)) => Err(LineError {
+                    message: format!("line {}: {e}", item.line),
+                    line: item.line,
+                    record: Some(item.record),
+                }),
+                None => break,
+            },
+            Err(e) => Err(e),
+        };
         let line = match row {
-            Ok(item) => {
-                // Counted above: there is a score for every good row.
-                let Some(s) = it.next() else { break };
+            Ok((item, s)) => {
                 tally.scored += 1;
                 tally.tokens += s.tokens;
                 tally.truncated += usize::from(s.truncated);
@@ -211,5 +225,72 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Fails on texts containing "fail", alone.
+    struct Picky(ScorerInfo);
+
+    impl Scorer for Picky {
+        fn info(&self) -> &ScorerInfo {
+            &self.0
+        }
+        fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>, ScoreError> {
+            detox_core::all_or_first_error(self.score_each(texts))
+        }
+        fn score_each(
+            &self,
+            texts: &[&str],
+        ) -> Result<Vec<Result<TextScore, ScoreError>>, ScoreError> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    if t.contains("fail") {
+                        Err(ScoreError::Other("the service gave up".into()))
+                    } else {
+                        Ok(TextScore {
+                            values: vec![0.5],
+                            tokens: 1,
+                            truncated: false,
+                        })
+                    }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_text_the_scorer_fails_on_alone_gets_its_own_error_line_with_its_record() {
+        let input = "{\"text\": \"ok\", \"id\": 1}\n{\"text\": \"fail me\", \"id\": 2}\n{\"text\": \"ok\", \"id\": 3}\n";
+        let rows = InputReader::new(input.as_bytes(), Format::Jsonl, "text", "t").unwrap();
+        let scorer = Picky(ScorerInfo::new(
+            "p",
+            vec!["tox".into()],
+            Activation::Sigmoid,
+        ));
+        let mut out = Vec::new();
+        let tally = score_rows(
+            rows,
+            &scorer,
+            &mut out,
+            Chunking { first: 8, max: 8 },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!((tally.scored, tally.errors), (2, 1));
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1]["id"], 2);
+        assert_eq!(lines[1]["line"], 2);
+        assert!(
+            lines[1]["error"].as_str().unwrap().contains("gave up"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].get("scores").is_none());
+        assert_eq!(lines[2]["scores"]["tox"], 0.5);
     }
 }

@@ -57,13 +57,6 @@ pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-enum Failure {
-    /// Worth retrying, after at least this long (from `Retry-After`).
-    Retry(String, Option<Duration>),
-    /// Not worth retrying.
-    Fatal(String),
-}
-
 impl OpenAiLm {
     /// Connects: without a model name, asks `GET {base}/models` and picks the first one.
     pub fn connect(mut config: OpenAiConfig) -> Result<Self, LmError> {
@@ -104,59 +97,6 @@ impl OpenAiLm {
         match &self.config.api_key {
             Some(k) => r.set("Authorization", &format!("Bearer {k}")),
             None => r,
-        }
-    }
-
-    fn classify(e: ureq::Error) -> Failure {
-        match e {
-            ureq::Error::Status(code, resp) => {
-                let after = resp
-                    .header("Retry-After")
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s.min(300.0)));
-                let body = resp.into_string().unwrap_or_default();
-                let detail: String = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        v["error"]["message"]
-                            .as_str()
-                            .or(v["error"].as_str())
-                            .or(v["message"].as_str())
-                            .map(String::from)
-                    })
-                    .unwrap_or_else(|| body.chars().take(300).collect());
-                let m = format!("HTTP {code}: {detail}");
-                if code == 429 || code >= 500 || code == 408 {
-                    Failure::Retry(m, after)
-                } else {
-                    Failure::Fatal(m)
-                }
-            }
-            ureq::Error::Transport(t) => {
-                // ureq's own text repeats the address (which the error adds) and the kind:
-                // keep the kind and the innermost cause.
-                let mut inner: Option<&dyn std::error::Error> = std::error::Error::source(&t);
-                while let Some(next) = inner.and_then(|e| e.source()) {
-                    inner = Some(next);
-                }
-                let cause = inner
-                    .map(|s| s.to_string())
-                    .or_else(|| t.message().map(String::from))
-                    .unwrap_or_default();
-                let m = if cause.is_empty() {
-                    t.kind().to_string()
-                } else {
-                    format!("{}: {cause}", t.kind())
-                };
-                match t.kind() {
-                    // A malformed address will not get better by waiting.
-                    ureq::ErrorKind::InvalidUrl
-                    | ureq::ErrorKind::UnknownScheme
-                    | ureq::ErrorKind::InsecureRequestHttpsOnly => Failure::Fatal(m),
-                    _ => Failure::Retry(m, None),
-                }
-            }
         }
     }
 
@@ -239,55 +179,23 @@ impl OpenAiLm {
         Ok(out)
     }
 
-    /// Runs a request with the retry policy and parses the JSON answer.
+    /// Runs a request with the retry policy ([`detox_http::Retry`]) and parses the JSON answer.
     fn call(
         &self,
         send: impl Fn() -> Result<ureq::Response, Box<ureq::Error>>,
         url: &str,
         key: u64,
     ) -> Result<Value, LmError> {
-        let mut attempt = 0u32;
-        // Jitter differs between requests (keyed by prompt and by the clock), so the requests
-        // of a burst that was refused together do not all come back at the same instant.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0);
-        let mut jitter = SampleRng::new(0x5eed ^ nanos, key, 0);
-        loop {
-            let failure = match send() {
-                Ok(resp) => match resp.into_string() {
-                    Ok(body) => match serde_json::from_str::<Value>(&body) {
-                        Ok(v) => return Ok(v),
-                        Err(e) => Failure::Fatal(format!("answer is not JSON: {e}")),
-                    },
-                    Err(e) => Failure::Retry(format!("reading the answer: {e}"), None),
-                },
-                Err(e) => Self::classify(*e),
-            };
-            match failure {
-                Failure::Fatal(message) => {
-                    return Err(LmError::Server {
-                        url: url.to_string(),
-                        message,
-                    })
-                }
-                Failure::Retry(message, after) => {
-                    if attempt >= self.config.retries {
-                        return Err(LmError::Server {
-                            url: url.to_string(),
-                            message: format!("{message} (gave up after {} retries)", attempt),
-                        });
-                    }
-                    let base = self.config.backoff.as_secs_f64() * 2f64.powi(attempt as i32);
-                    let wait = (base * (0.5 + jitter.unit())).min(30.0);
-                    let wait = after.map(|a| a.as_secs_f64().max(wait)).unwrap_or(wait);
-                    tracing::warn!("{url}: {message}; retrying in {wait:.1} s");
-                    std::thread::sleep(Duration::from_secs_f64(wait));
-                    attempt += 1;
-                }
-            }
+        detox_http::Retry {
+            retries: self.config.retries,
+            backoff: self.config.backoff,
+            ..Default::default()
         }
+        .call_json(url, key, send)
+        .map_err(|e| LmError::Server {
+            url: e.url,
+            message: e.message,
+        })
     }
 }
 

@@ -3,18 +3,18 @@
 //! connections, the per-request timeout, retries running out, servers that return fewer
 //! choices than `n`, and errors that are not worth retrying.
 //!
-//! The server is plain `std::net` (a thread per connection, each closed after its answer), so
-//! what the client sees is real HTTP over a real socket; it records when each request arrived
-//! and what it asked for.
+//! The server is `detox_http::testing`'s (plain `std::net`, a thread per connection, each
+//! closed after its answer), so what the client sees is real HTTP over a real socket; it
+//! records when each request arrived and what it asked for.
 
+use detox_http::testing;
 use detox_lm::openai::{OpenAiConfig, OpenAiLm};
 use detox_lm::sampling::SamplingParams;
 use detox_lm::{spare_stream, GenerationRequest, LanguageModel, LmError};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::TcpListener;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What the server does with one `POST /completions`.
@@ -30,43 +30,51 @@ enum Act {
     Ok,
 }
 
-/// One request the server saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    at: Instant,
-    auth: String,
-    body: Value,
-}
-
+/// The scripted server: [`detox_http::testing::Server`] answering `GET /v1/models` with one
+/// model and each `POST /v1/completions` with the next act of the script.
 struct Server {
+    inner: testing::Server,
     base: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Server {
     /// Starts a server playing `script` (then [`Act::Ok`] for ever), returning at most
     /// `max_choices` choices an answer.
     fn start(script: Vec<Act>, max_choices: usize) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (script, log) = (script.clone(), log.clone());
-                std::thread::spawn(move || answer(stream, &script, &log, max_choices));
+        let script = Mutex::new(VecDeque::from(script));
+        let inner = testing::Server::start(move |seen, _| {
+            if seen.method == "GET" && seen.path == "/v1/models" {
+                return testing::Act::ok(json!({"object": "list", "data": [{"id": "scripted"}]}));
+            }
+            assert!(
+                seen.method == "POST" && seen.path == "/v1/completions",
+                "{} {}",
+                seen.method,
+                seen.path
+            );
+            let act = script.lock().unwrap().pop_front().unwrap_or(Act::Ok);
+            match act {
+                Act::Status(code, after, text) => {
+                    testing::Act::Reply(code, after.map(String::from), text.to_string())
+                }
+                Act::Drop => testing::Act::Drop,
+                Act::Slow(d) => testing::Act::Slow(d, Box::new(complete(&seen.body, max_choices))),
+                Act::Ok => complete(&seen.body, max_choices),
             }
         });
         Self {
-            base: format!("http://{addr}/v1"),
-            seen,
+            base: format!("{}/v1", inner.base),
+            inner,
         }
     }
 
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+    /// The completion requests so far.
+    fn seen(&self) -> Vec<testing::Seen> {
+        self.inner
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "POST")
+            .collect()
     }
 
     /// Seconds between consecutive requests.
@@ -91,94 +99,14 @@ impl Server {
     }
 }
 
-fn respond(stream: &mut TcpStream, status: u16, extra: &str, body: &str) {
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.flush();
-}
-
-fn answer(
-    mut stream: TcpStream,
-    script: &Mutex<VecDeque<Act>>,
-    log: &Mutex<Vec<Seen>>,
-    max_choices: usize,
-) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut first = String::new();
-    if reader.read_line(&mut first).is_err() {
-        return;
-    }
-    let mut len = 0usize;
-    let mut auth = String::new();
-    loop {
-        let mut l = String::new();
-        if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
-            break;
-        }
-        let lower = l.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-        if lower.starts_with("authorization:") {
-            auth = l.trim().to_string();
-        }
-    }
-    let mut body = vec![0u8; len];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let at = Instant::now();
-    if first.starts_with("GET /v1/models ") {
-        respond(
-            &mut stream,
-            200,
-            "",
-            &json!({"object": "list", "data": [{"id": "scripted"}]}).to_string(),
-        );
-        return;
-    }
-    assert!(first.starts_with("POST /v1/completions "), "{first}");
-    let body: Value = serde_json::from_slice(&body).unwrap();
-    log.lock().unwrap().push(Seen {
-        at,
-        auth,
-        body: body.clone(),
-    });
-    let act = script.lock().unwrap().pop_front().unwrap_or(Act::Ok);
-    match act {
-        Act::Status(code, after, text) => {
-            let extra = after
-                .map(|a| format!("Retry-After: {a}\r\n"))
-                .unwrap_or_default();
-            respond(&mut stream, code, &extra, text);
-        }
-        Act::Drop => {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
-        Act::Slow(d) => {
-            std::thread::sleep(d);
-            complete(&mut stream, &body, max_choices);
-        }
-        Act::Ok => complete(&mut stream, &body, max_choices),
-    }
-}
-
 /// A normal answer: `min(n, max_choices)` choices whose texts name the seed and index.
-fn complete(stream: &mut TcpStream, body: &Value, max_choices: usize) {
+fn complete(body: &Value, max_choices: usize) -> testing::Act {
     let n = body["n"].as_u64().unwrap() as usize;
     let seed = body["seed"].as_u64().unwrap();
     let choices: Vec<Value> = (0..n.min(max_choices))
         .map(|i| json!({"index": i, "text": format!(" seed {seed} choice {i}")}))
         .collect();
-    respond(
-        stream,
-        200,
-        "",
-        &json!({"object": "text_completion", "choices": choices}).to_string(),
-    );
+    testing::Act::ok(json!({"object": "text_completion", "choices": choices}))
 }
 
 fn request(samples: usize) -> GenerationRequest {
@@ -336,7 +264,7 @@ fn fewer_choices_than_n_are_asked_for_again() {
         assert_eq!(s.body["model"], "scripted");
         assert_eq!(s.body["prompt"], "hello");
         assert_eq!(s.body["max_tokens"], 5);
-        assert_eq!(s.auth, "Authorization: Bearer sk-test");
+        assert_eq!(s.auth.as_deref(), Some("Bearer sk-test"));
     }
     // The same prompt index and seed ask with the same seeds on a rerun.
     lm.complete("hello", 3, &request(5)).unwrap();

@@ -19,6 +19,9 @@ pub enum QueueError {
     Closed,
     /// The scorer failed on the batch holding this job.
     Scorer(String),
+    /// The scorer failed on a text of this job alone (a remote scorer's service gave up on
+    /// it); the other jobs of the batch are answered.
+    Text(String),
 }
 
 struct Job {
@@ -127,7 +130,7 @@ impl Batcher {
                 let t0 = Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
                     let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
-                    s.score(&refs)
+                    s.score_each(&refs)
                 })
                 .await;
                 m.observe_batch_seconds(t0.elapsed().as_secs_f64());
@@ -135,8 +138,11 @@ impl Batcher {
                     Ok(Ok(scores)) => {
                         let mut it = scores.into_iter();
                         for j in jobs {
-                            let mine: Vec<TextScore> = it.by_ref().take(j.texts.len()).collect();
-                            let _ = j.reply.send(Ok(mine));
+                            let mine: Result<Vec<TextScore>, _> =
+                                it.by_ref().take(j.texts.len()).collect();
+                            let _ = j
+                                .reply
+                                .send(mine.map_err(|e| QueueError::Text(e.to_string())));
                         }
                     }
                     Ok(Err(e)) => {

@@ -93,6 +93,7 @@ impl AppState {
             Ok(Err(QueueError::Full)) => Err(ServeError::Busy),
             Ok(Err(QueueError::Closed)) => Err(ServeError::Unavailable),
             Ok(Err(QueueError::Scorer(m))) => Err(ServeError::Internal(m)),
+            Ok(Err(QueueError::Text(m))) => Err(ServeError::Upstream(m)),
             Ok(Ok(s)) => Ok(s),
         }
     }
@@ -134,6 +135,8 @@ pub(crate) enum ServeError {
     Unavailable,
     /// 500.
     Internal(String),
+    /// 502: the scorer's own service (a proxied remote scorer) failed on a text of the request.
+    Upstream(String),
 }
 
 impl ServeError {
@@ -147,6 +150,7 @@ impl ServeError {
             ServeError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ServeError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -160,6 +164,7 @@ impl ServeError {
             ServeError::Timeout => "The request was not scored within the server's timeout.".into(),
             ServeError::Unavailable => "The server is shutting down.".into(),
             ServeError::Internal(m) => format!("Scoring failed: {m}"),
+            ServeError::Upstream(m) => format!("The scorer's service failed on a text: {m}"),
         }
     }
 
@@ -183,6 +188,7 @@ impl ServeError {
             ServeError::Timeout => "DEADLINE_EXCEEDED",
             ServeError::Unavailable => "UNAVAILABLE",
             ServeError::Internal(_) => "INTERNAL",
+            ServeError::Upstream(_) => "UNAVAILABLE",
         };
         let mut details = Vec::new();
         if let ServeError::BadRequest(_, kind) = self {
@@ -218,7 +224,7 @@ impl ServeError {
             ),
             ServeError::Timeout => ("timeout", Value::Null),
             ServeError::Unavailable => ("server_error", Value::Null),
-            ServeError::Internal(_) => ("server_error", Value::Null),
+            ServeError::Internal(_) | ServeError::Upstream(_) => ("server_error", Value::Null),
         };
         self.finish(json!({"error": {
             "message": self.message(),

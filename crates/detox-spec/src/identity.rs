@@ -36,6 +36,13 @@ pub enum ScorerIdentity {
     },
     /// A model folder or file: each file's hash.
     Files(FilesIdentity),
+    /// A remote service: its spec and the address asked (what it runs is the service's).
+    Remote {
+        /// The spec as written (`perspective`, `detox:http://...`).
+        remote: String,
+        /// The scoring route's address.
+        endpoint: String,
+    },
     /// The built-in n-gram model.
     Builtin {
         /// `fast`.
@@ -88,6 +95,10 @@ pub(crate) fn identity(spec: &ScorerSpec, opts: &LoadOptions) -> Result<ScorerId
         ScorerSpec::Fast => ScorerIdentity::Builtin {
             name: FAST_SCORER.into(),
             weights_sha256: sha256_bytes(builtin::FAST_WEIGHTS_BYTES),
+        },
+        ScorerSpec::Remote(r) => ScorerIdentity::Remote {
+            remote: r.to_string(),
+            endpoint: r.endpoint(),
         },
         ScorerSpec::Named(name) => {
             let path = opts.resolve_path(name)?;

@@ -4,7 +4,8 @@
 //! A spec is one of the built-in scorers (`default`, `default-head`, `fast`, embedded in the
 //! binary), a comma-separated ensemble (the mean of its members), or a registry name / local
 //! path (a Hugging Face classifier folder, a Detoxify `.ckpt`, a `detox train` head or n-gram
-//! folder), pulled on first use unless offline. Every consumer (the command line, the server,
+//! folder), pulled on first use unless offline, or a remote service (`perspective[:URL]`,
+//! `openai-moderation[:URL]`, `detox:URL`; see [`detox_remote`]). Every consumer (the command line, the server,
 //! corpus filters, the rating page) builds a scorer with one call:
 //!
 //! ```no_run
@@ -24,6 +25,7 @@ pub use threads::configure_threads;
 
 use detox_core::{Activation, Scorer};
 use detox_hub::{Hub, HubError, PullOptions};
+use detox_remote::{RemoteOptions, RemoteScorer, RemoteSpec};
 use detox_scorers::folder::read_model_folder;
 use detox_scorers::head::{HEAD_SPEC, HEAD_WEIGHTS};
 use detox_scorers::ngram::NGRAM_SPEC;
@@ -84,6 +86,9 @@ pub enum SpecError {
     /// A file could not be read or hashed.
     #[error(transparent)]
     File(#[from] detox_io::files::FileError),
+    /// A remote scorer's spec is wrong or it could not be set up.
+    #[error(transparent)]
+    Remote(#[from] detox_remote::RemoteError),
 }
 
 /// A parsed `--scorer` value.
@@ -99,6 +104,8 @@ pub enum ScorerSpec {
     Ensemble(Vec<ScorerSpec>),
     /// A registry name or a local path.
     Named(String),
+    /// A remote service.
+    Remote(RemoteSpec),
 }
 
 impl FromStr for ScorerSpec {
@@ -120,7 +127,10 @@ impl FromStr for ScorerSpec {
             DEFAULT_SCORER => Self::Default,
             DEFAULT_HEAD_SCORER => Self::DefaultHead,
             FAST_SCORER => Self::Fast,
-            other => Self::Named(other.to_string()),
+            other => match RemoteSpec::parse(other) {
+                Some(remote) => Self::Remote(remote?),
+                None => Self::Named(other.to_string()),
+            },
         })
     }
 }
@@ -132,6 +142,7 @@ impl fmt::Display for ScorerSpec {
             Self::DefaultHead => f.write_str(DEFAULT_HEAD_SCORER),
             Self::Fast => f.write_str(FAST_SCORER),
             Self::Named(n) => f.write_str(n),
+            Self::Remote(r) => write!(f, "{r}"),
             Self::Ensemble(m) => {
                 for (i, s) in m.iter().enumerate() {
                     if i > 0 {
@@ -166,6 +177,8 @@ pub struct LoadOptions {
     pub notify: Notify,
     /// The registry and cache (default: `Hub::from_env()`).
     pub hub: Hub,
+    /// Remote scorers' key, pace, retries and cache.
+    pub remote: RemoteOptions,
 }
 
 impl Default for LoadOptions {
@@ -176,6 +189,7 @@ impl Default for LoadOptions {
             offline: false,
             notify: notify_stderr(),
             hub: Hub::from_env(),
+            remote: RemoteOptions::default(),
         }
     }
 }
@@ -186,6 +200,7 @@ impl fmt::Debug for LoadOptions {
             .field("classifier", &self.classifier)
             .field("base", &self.base)
             .field("offline", &self.offline)
+            .field("remote", &self.remote)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +217,12 @@ impl LoadOptions {
             offline,
             ..Default::default()
         }
+    }
+
+    /// Remote scorers' options.
+    pub fn with_remote(mut self, remote: RemoteOptions) -> Self {
+        self.remote = remote;
+        self
     }
 
     /// Overrides the activation (`--activation`).
@@ -237,7 +258,16 @@ impl ScorerSpec {
         match self {
             Self::Default | Self::DefaultHead | Self::Fast => true,
             Self::Ensemble(m) => m.iter().all(Self::is_builtin),
-            Self::Named(_) => false,
+            Self::Named(_) | Self::Remote(_) => false,
+        }
+    }
+
+    /// Whether the spec has a remote member (whose texts may fail one by one).
+    pub fn is_remote(&self) -> bool {
+        match self {
+            Self::Remote(_) => true,
+            Self::Ensemble(m) => m.iter().any(Self::is_remote),
+            _ => false,
         }
     }
 
@@ -291,6 +321,7 @@ impl ScorerSpec {
                     source,
                 })?,
             )),
+            Self::Remote(remote) => Ok(Box::new(RemoteScorer::connect(remote, &opts.remote)?)),
             Self::Named(name) => {
                 let load_err = |source| SpecError::Load {
                     spec: name.clone(),

@@ -87,6 +87,9 @@ pub struct ScorerArgs {
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub remote: crate::remote_args::RemoteArgs,
 }
 
 /// The report files written, for the closing message.
@@ -114,7 +117,8 @@ fn run_scorer(args: ScorerArgs, offline: bool) -> Result<ExitCode> {
         args.group.as_deref(),
     )?;
     let threads = detox_spec::configure_threads(args.threads);
-    let opts = LoadOptions::parallel(args.batch_size, threads, offline);
+    let opts =
+        LoadOptions::parallel(args.batch_size, threads, offline).with_remote(args.remote.options());
     let spec: ScorerSpec = args.scorer.parse()?;
     let scorer = spec.load(&opts)?;
     let plan =
@@ -245,6 +249,9 @@ pub struct LmArgs {
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub remote: crate::remote_args::RemoteArgs,
 }
 
 fn load_lm(
@@ -292,7 +299,8 @@ fn run_lm(args: LmArgs, offline: bool) -> Result<ExitCode> {
             args.mitigate.clone().unwrap_or_default()
         ),
     };
-    let scorer_opts = LoadOptions::parallel(64, threads, offline);
+    let scorer_opts =
+        LoadOptions::parallel(64, threads, offline).with_remote(args.remote.options());
     let spec: ScorerSpec = args.scorer.parse()?;
     // Only the coverage generations are scored here (eval runs carry their own scores).
     let scorer = if args.coverage_prompts > 0 {

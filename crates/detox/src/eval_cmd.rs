@@ -145,6 +145,9 @@ pub struct EvalArgs {
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub remote: crate::remote_args::RemoteArgs,
 }
 
 /// `--mitigate`'s methods, in order (one value holding a list, as clap needs it).
@@ -269,7 +272,8 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
         threads,
     };
     config.validate()?;
-    let scorer_opts = LoadOptions::parallel(32, threads, offline);
+    let scorer_opts =
+        LoadOptions::parallel(32, threads, offline).with_remote(args.remote.options());
     let scorer_spec: detox_spec::ScorerSpec = args.scorer.parse()?;
     let scorer = scorer_spec.load(&scorer_opts)?;
     let prepared = run::prepare(&config, scorer.as_ref())?;
@@ -349,6 +353,13 @@ pub fn run(args: EvalArgs, offline: bool) -> Result<ExitCode> {
             "run folder: {} (run.json, generations.jsonl, metrics.json, report.html)",
             dir.display()
         );
+    }
+    if outcome.unscored > 0 {
+        eprintln!(
+            "detox: {} samples could not be scored (their `score_error` says why); rerun the same command to ask for them again",
+            outcome.unscored
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! `detox-io` reads inputs, `detox-hub` finds models, `detox-scorers` scores,
 //! `detox-dialect` infers dialect proportions, `detox-audit` audits scorers for bias.
 
+mod agree_cmd;
 mod audit_cmd;
 mod choices;
 mod compare_cmd;
@@ -11,6 +12,7 @@ mod dialect_cmd;
 mod eval_cmd;
 mod models_cmd;
 mod progress;
+mod remote_args;
 mod score_cmd;
 mod serve_cmd;
 mod train_cmd;
@@ -49,6 +51,8 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Compare finished eval runs: figures side by side, paired differences from the first run.
     Compare(compare_cmd::CompareArgs),
+    /// How far two scorers agree on the same texts (e.g. Perspective and detox's own).
+    Agree(agree_cmd::AgreeArgs),
     /// Dialect proportions (TwitterAAE: African-American, Hispanic, Asian, White English) per text.
     Dialect(dialect_cmd::DialectArgs),
     /// Bias audits: `audit scorer` measures a scorer's identity-term bias.
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::run(args, cli.offline),
         Command::Eval(args) => eval_cmd::run(args, cli.offline),
         Command::Compare(args) => compare_cmd::run(args),
+        Command::Agree(args) => agree_cmd::run(args, cli.offline),
         Command::Dialect(args) => dialect_cmd::run(args),
         Command::Audit(cmd) => audit_cmd::run(cmd, cli.offline),
         Command::Cpu => {

@@ -32,7 +32,8 @@ pub struct ScoreArgs {
     pub output: Option<PathBuf>,
 
     /// The scorer: a registry name (`detox models list`), a Hugging Face classifier folder,
-    /// or a Detoxify .ckpt.
+    /// a Detoxify .ckpt, or a remote service: `perspective[:URL]`, `openai-moderation[:URL]`,
+    /// `detox:URL` (another detox server).
     #[arg(long, default_value = DEFAULT_SCORER)]
     pub scorer: String,
 
@@ -59,6 +60,9 @@ pub struct ScoreArgs {
     /// Exit 0 even when some lines could not be scored (they still get an "error" line).
     #[arg(long)]
     pub allow_errors: bool,
+
+    #[command(flatten)]
+    pub remote: crate::remote_args::RemoteArgs,
 }
 
 /// Where JSONL output goes: stdout, or a file written atomically.
@@ -107,7 +111,8 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
     // Batches run side by side, one per core, each with single-threaded kernels: on the
     // short texts toxicity scoring sees, that beats splitting each matrix product.
     let mut opts = LoadOptions::parallel(args.batch_size.max(1), threads, offline)
-        .with_activation(args.activation.map(Into::into));
+        .with_activation(args.activation.map(Into::into))
+        .with_remote(args.remote.options());
     opts.classifier.max_length = args.max_length;
     opts.base = args.base.clone();
 
@@ -137,7 +142,8 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
     let rows = InputReader::new(counting, format, &args.field, &name)?;
 
     let t_load = Instant::now();
-    let scorer = detox_spec::load_scorer(&args.scorer, &opts)?;
+    let spec: detox_spec::ScorerSpec = args.scorer.parse()?;
+    let scorer = spec.load(&opts)?;
     tracing::info!(
         "loaded {} in {:.2}s: {}",
         scorer.info().id,
@@ -161,11 +167,21 @@ pub fn run(args: ScoreArgs, offline: bool) -> Result<ExitCode> {
         }
     };
     let t0 = Instant::now();
+    // A remote service answers a text a second or so: small first chunks, so progress shows
+    // (chunks still grow while they take under 4 s).
+    let chunking = if spec.is_remote() {
+        Chunking {
+            first: 32,
+            max: 1024,
+        }
+    } else {
+        Chunking::for_batches(args.batch_size, threads)
+    };
     let tally = score_rows(
         rows,
         scorer.as_ref(),
         &mut sink,
-        Chunking::for_batches(args.batch_size, threads),
+        chunking,
         &mut |tally: &Tally| {
             let secs = t0.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(

@@ -45,13 +45,17 @@ pub struct ServeArgs {
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub remote: crate::remote_args::RemoteArgs,
 }
 
 pub fn run(args: ServeArgs, offline: bool) -> Result<ExitCode> {
     let threads = detox_spec::configure_threads(args.threads);
     let scorer = detox_spec::load_scorer(
         &args.scorer,
-        &LoadOptions::parallel(args.batch_size, threads, offline),
+        &LoadOptions::parallel(args.batch_size, threads, offline)
+            .with_remote(args.remote.options()),
     )?;
     let scorer: Arc<dyn detox_core::Scorer> = Arc::from(scorer);
     let config = ServerConfig {

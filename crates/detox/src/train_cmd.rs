@@ -390,13 +390,17 @@ pub struct QualityArgs {
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub remote: crate::remote_args::RemoteArgs,
 }
 
 pub fn run_quality(args: QualityArgs, offline: bool) -> Result<ExitCode> {
     let threads = detox_spec::configure_threads(args.threads);
     let scorer = detox_spec::load_scorer(
         &args.scorer,
-        &LoadOptions::parallel(args.batch_size, threads, offline),
+        &LoadOptions::parallel(args.batch_size, threads, offline)
+            .with_remote(args.remote.options()),
     )?;
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(

@@ -59,6 +59,7 @@ fn help_of_every_command() {
         &["quality"],
         &["eval"],
         &["compare"],
+        &["agree"],
         &["serve"],
         &["dialect"],
         &["audit"],
