@@ -12,6 +12,7 @@ mod dialect_cmd;
 mod eval_cmd;
 mod models_cmd;
 mod progress;
+mod rate_cmd;
 mod remote_args;
 mod score_cmd;
 mod serve_cmd;
@@ -58,6 +59,9 @@ enum Command {
     /// Bias audits: `audit scorer` measures a scorer's identity-term bias.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
+    /// Human ratings: a local rating page, raters' links, export and agreement statistics.
+    #[command(subcommand)]
+    Rate(rate_cmd::RateCmd),
     /// Serve scores over HTTP: Perspective's comments:analyze, OpenAI's /v1/moderations, /v1/score.
     Serve(serve_cmd::ServeArgs),
     /// The CPU and the instruction set detox's kernels use on it (lower it with DETOX_CPU=avx2).
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run_train(args, cli.offline),
         Command::Quality(args) => train_cmd::run_quality(args, cli.offline),
         Command::Serve(args) => serve_cmd::run(args, cli.offline),
+        Command::Rate(cmd) => rate_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::run(args, cli.offline),
         Command::Compare(args) => compare_cmd::run(args),
         Command::Agree(args) => agree_cmd::run(args, cli.offline),
