@@ -128,61 +128,16 @@ pub fn estimate(units: &[Vec<i64>], level: Level, resamples: usize, seed: u64) -
 mod tests {
     use super::*;
 
-    /// Krippendorff's example: 3 coders, 15 units, missing values as `None`.
+    /// Krippendorff's example: 3 coders (rows), 15 units (columns), 0 for a missing value.
+    #[rustfmt::skip]
     pub(crate) fn example() -> Vec<Vec<i64>> {
-        let a = [
-            None,
-            None,
-            None,
-            None,
-            None,
-            Some(3),
-            Some(4),
-            Some(1),
-            Some(2),
-            Some(1),
-            Some(1),
-            Some(3),
-            Some(3),
-            None,
-            Some(3),
-        ];
-        let b = [
-            Some(1),
-            None,
-            Some(2),
-            Some(1),
-            Some(3),
-            Some(3),
-            Some(4),
-            Some(3),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        ];
-        let c = [
-            None,
-            None,
-            Some(2),
-            Some(1),
-            Some(3),
-            Some(4),
-            Some(4),
-            None,
-            Some(2),
-            Some(1),
-            Some(1),
-            Some(3),
-            Some(3),
-            None,
-            Some(4),
+        let coders: [[i64; 15]; 3] = [
+            [0, 0, 0, 0, 0, 3, 4, 1, 2, 1, 1, 3, 3, 0, 3],
+            [1, 0, 2, 1, 3, 3, 4, 3, 0, 0, 0, 0, 0, 0, 0],
+            [0, 0, 2, 1, 3, 4, 4, 0, 2, 1, 1, 3, 3, 0, 4],
         ];
         (0..15)
-            .map(|i| [a[i], b[i], c[i]].into_iter().flatten().collect())
+            .map(|u| coders.iter().map(|c| c[u]).filter(|&v| v != 0).collect())
             .collect()
     }
 

@@ -108,6 +108,12 @@ fn openai_values(result: &Value) -> Result<Vec<f32>, String> {
 
 /// The values of every text of a moderation answer, in input order.
 pub fn openai_scores(answer: &Value, n: usize) -> Result<Vec<Vec<f32>>, String> {
+    let results = results(answer, n)?;
+    results.iter().map(openai_values).collect()
+}
+
+/// An answer's `results`, one per text sent.
+fn results(answer: &Value, n: usize) -> Result<&Vec<Value>, String> {
     let results = answer["results"]
         .as_array()
         .ok_or("the answer has no `results`")?;
@@ -117,7 +123,7 @@ pub fn openai_scores(answer: &Value, n: usize) -> Result<Vec<Vec<f32>>, String> 
             results.len()
         ));
     }
-    results.iter().map(openai_values).collect()
+    Ok(results)
 }
 
 /// A `detox serve` `/v1/score` body.
@@ -131,15 +137,7 @@ pub fn detox_scores(
     attributes: &[String],
     n: usize,
 ) -> Result<Vec<Vec<f32>>, String> {
-    let results = answer["results"]
-        .as_array()
-        .ok_or("the answer has no `results`")?;
-    if results.len() != n {
-        return Err(format!(
-            "the answer has {} results for {n} texts",
-            results.len()
-        ));
-    }
+    let results = results(answer, n)?;
     results
         .iter()
         .map(|r| {

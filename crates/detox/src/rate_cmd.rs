@@ -216,12 +216,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let (db, added) = detox_rate::open_with_items(&a.db, draw)?;
     let raters = db.raters()?.len();
     let state = detox_rate::server::RateServer::new(db)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    crate::serve_cmd::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&a.addr)
             .await
             .with_context(|| format!("cannot listen on {}", a.addr))?;

@@ -66,12 +66,7 @@ pub fn run(args: ServeArgs, offline: bool) -> Result<ExitCode> {
         api_keys: args.api_keys.clone(),
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
+    runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -87,4 +82,14 @@ pub fn run(args: ServeArgs, offline: bool) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The async runtime the servers (`serve`, `rate serve`) run on: two workers, since the
+/// scoring and the database work happen off them.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }

@@ -4,22 +4,11 @@
 //! in CI, whose `.ci/run` installs them).
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
 
 fn detox(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_detox"))
@@ -28,35 +17,12 @@ fn detox(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn serve(db: &Path, extra: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_detox"))
-        .args(["rate", "serve", "--addr", "127.0.0.1:0", "--db"])
+fn serve(db: &Path, extra: &[&str]) -> common::Listening {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_detox"));
+    cmd.args(["rate", "serve", "--addr", "127.0.0.1:0", "--db"])
         .arg(db)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "server exited: {line}"
-        );
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    Running {
-        child,
-        base: format!("http://{addr}"),
-    }
+        .args(extra);
+    common::Listening::start(cmd)
 }
 
 const ITEMS: usize = 8;

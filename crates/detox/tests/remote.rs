@@ -5,62 +5,30 @@
 
 use detox_http::testing::{Act, Seen, Server};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read};
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A running `detox serve`, killed on drop.
-struct Serve {
-    child: Child,
-    base: String,
-}
+mod common;
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Serve = common::Listening;
 
 fn serve(scorer: &str, home: &Path) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_detox"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--scorer",
-            scorer,
-        ])
-        .env("DETOX_HOME", home)
-        .env_remove("DETOX_API_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "server exited: {line}"
-        );
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    Serve {
-        child,
-        base: format!("http://{addr}"),
-    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_detox"));
+    cmd.args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--threads",
+        "1",
+        "--scorer",
+        scorer,
+    ])
+    .env("DETOX_HOME", home)
+    .env_remove("DETOX_API_KEY");
+    Serve::start(cmd)
 }
 
 fn detox(home: &Path, args: &[&str]) -> Output {
@@ -95,51 +63,36 @@ fn perspective_openai_and_detox_backends_give_the_servers_scores_and_a_rerun_com
     let input = home.join("in.jsonl");
     std::fs::write(&input, TEXTS).unwrap();
     let input = input.to_str().unwrap();
-    let local = detox(
-        home,
-        &["score", input, "--scorer", "fast", "--allow-errors"],
-    );
-    let local = lines(&local);
+    // `detox score` of the input with a scorer and more flags.
+    let score = |spec: &str, extra: &[&str]| {
+        let mut args = vec!["score", input, "--scorer", spec];
+        args.extend_from_slice(extra);
+        detox(home, &args)
+    };
+    let local = lines(&score("fast", &["--allow-errors"]));
     let server = serve("fast", home);
     let cache = home.join("answers.sqlite");
     let cache = cache.to_str().unwrap();
     for spec in ["perspective", "detox"] {
-        let s = format!("{spec}:{}", server.base);
-        let out = detox(
-            home,
-            &[
-                "score", input, "--scorer", &s, "--cache", cache, "--qps", "0",
-            ],
+        let out = score(
+            &format!("{spec}:{}", server.base),
+            &["--cache", cache, "--qps", "0"],
         );
         assert_eq!(out.status.code(), Some(1), "the bad line: {}", stderr(&out));
         let got = lines(&out);
         assert_eq!(got.len(), 4, "one line per input line");
         for i in 0..2 {
-            assert_eq!(
-                got[i]["scores"]["toxicity"], local[i]["scores"]["toxicity"],
-                "{spec}"
-            );
-            assert_eq!(
-                got[i]["scores"]["insult"], local[i]["scores"]["insult"],
-                "{spec}"
-            );
+            for attr in ["toxicity", "insult"] {
+                assert_eq!(got[i]["scores"][attr], local[i]["scores"][attr], "{spec}");
+            }
         }
         // An empty text is not sent: no score, as RTP gives empty generations.
         assert!(got[2]["scores"]["toxicity"].is_null(), "{}", got[2]);
         assert_eq!(got[3]["line"], 4);
     }
-    let s = format!("openai-moderation:{}", server.base);
-    let out = detox(
-        home,
-        &[
-            "score",
-            input,
-            "--scorer",
-            &s,
-            "--cache",
-            cache,
-            "--allow-errors",
-        ],
+    let out = score(
+        &format!("openai-moderation:{}", server.base),
+        &["--cache", cache, "--allow-errors"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let got = lines(&out);
@@ -148,54 +101,20 @@ fn perspective_openai_and_detox_backends_give_the_servers_scores_and_a_rerun_com
     assert!(got[0]["scores"]["toxicity"].as_f64() >= got[0]["scores"]["insult"].as_f64());
 
     // The server gone, the same texts come from the cache file.
-    let base = server.base.clone();
+    let dead = format!("perspective:{}", server.base);
     drop(server);
-    let s = format!("perspective:{base}");
-    let out = detox(
-        home,
-        &[
-            "score",
-            input,
-            "--scorer",
-            &s,
-            "--cache",
-            cache,
-            "--allow-errors",
-        ],
-    );
+    let out = score(&dead, &["--cache", cache, "--allow-errors"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        lines(&out)[0]["scores"],
-        lines(&detox(
-            home,
-            &["score", input, "--scorer", "fast", "--allow-errors"]
-        ))[0]["scores"]
-    );
+    assert_eq!(lines(&out)[0]["scores"], local[0]["scores"]);
     // Without the cache, the dead server is each text's error, named, and nothing is lost.
-    let out = detox(
-        home,
-        &[
-            "score",
-            input,
-            "--scorer",
-            &s,
-            "--no-cache",
-            "--scorer-retries",
-            "0",
-        ],
-    );
+    let out = score(&dead, &["--no-cache", "--scorer-retries", "0"]);
     assert_eq!(out.status.code(), Some(1));
     let got = lines(&out);
     assert_eq!(got.len(), 4);
+    let error = got[0]["error"].as_str().unwrap();
     assert!(
-        got[0]["error"].as_str().unwrap().contains("line 1"),
-        "{}",
-        got[0]
-    );
-    assert!(
-        got[0]["error"].as_str().unwrap().contains("Connection"),
-        "{}",
-        got[0]
+        error.contains("line 1") && error.contains("Connection"),
+        "{error}"
     );
     assert_eq!(got[0]["text"], "you are a complete idiot");
 }

@@ -3,10 +3,12 @@
 use detox_core::Scorer;
 use detox_scorers::{load_scorer, ClassifierOptions};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+mod common;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn fixture(name: &str) -> PathBuf {
@@ -19,59 +21,22 @@ fn ckpt() -> PathBuf {
     fixture("detoxify-unbiased").join("unbiased-tiny.ckpt")
 }
 
-/// A running `detox serve`, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = common::Listening;
 
 fn start(extra: &[&str], scorer: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_detox"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--threads",
-            "2",
-            "--scorer",
-        ])
-        .arg(scorer)
-        .args(extra)
-        .env_remove("DETOX_API_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "server exited before listening"
-        );
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    Server {
-        child,
-        base: format!("http://{addr}"),
-        addr,
-    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_detox"));
+    cmd.args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--threads",
+        "2",
+        "--scorer",
+    ])
+    .arg(scorer)
+    .args(extra)
+    .env_remove("DETOX_API_KEY");
+    Server::start(cmd)
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, headers, body).
