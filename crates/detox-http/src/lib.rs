@@ -17,6 +17,8 @@
 //! # Ok::<(), detox_http::HttpError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "testing")]
 pub mod testing;
 

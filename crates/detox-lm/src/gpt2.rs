@@ -8,8 +8,7 @@
 use crate::cache::{attend, causal_mask, check_context, KvCache};
 use crate::dense::Dense;
 use crate::{CausalLm, LmError};
-use candle_core::{DType, Device, Result, Tensor};
-use std::collections::HashMap;
+use candle_core::{Device, Result, Tensor};
 use std::path::Path;
 
 /// Shapes and constants from `config.json`.
@@ -68,51 +67,9 @@ pub struct Gpt2 {
     device: Device,
 }
 
-/// Reads the safetensors weights of a folder (`model.safetensors` or the shards that
-/// `model.safetensors.index.json` names), as f32.
-fn read_weights(
-    dir: &Path,
-    device: &Device,
-) -> std::result::Result<HashMap<String, Tensor>, LmError> {
-    let single = dir.join("model.safetensors");
-    let files: Vec<std::path::PathBuf> = if single.exists() {
-        vec![single]
-    } else {
-        let index = dir.join("model.safetensors.index.json");
-        let text = std::fs::read_to_string(&index).map_err(|_| {
-            LmError::file(
-                dir,
-                "no model.safetensors (or model.safetensors.index.json); convert other formats with `transformers` (save_pretrained writes safetensors)",
-            )
-        })?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| LmError::file(&index, e))?;
-        let mut names: Vec<String> = v["weight_map"]
-            .as_object()
-            .map(|m| {
-                m.values()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names.dedup();
-        names.into_iter().map(|n| dir.join(n)).collect()
-    };
-    let mut out = HashMap::new();
-    for f in files {
-        for (k, t) in
-            candle_core::safetensors::load(&f, device).map_err(|e| LmError::file(&f, e))?
-        {
-            out.insert(k, t.to_dtype(DType::F32)?);
-        }
-    }
-    Ok(out)
-}
-
-impl Gpt2 {
-    /// Loads a Hugging Face GPT-2 folder.
-    pub fn load(dir: &Path, device: &Device) -> std::result::Result<Self, LmError> {
+impl Gpt2Config {
+    /// Reads a Hugging Face GPT-2 folder's `config.json`.
+    pub fn read(dir: &Path) -> std::result::Result<Self, LmError> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| LmError::file(&cfg_path, e))?;
         let c: serde_json::Value =
@@ -140,7 +97,7 @@ impl Gpt2 {
                 )))
             }
         };
-        let config = Gpt2Config {
+        let config = Self {
             layers: num("n_layer")?,
             heads: num("n_head")?,
             hidden: num("n_embd")?,
@@ -157,7 +114,15 @@ impl Gpt2 {
                 "n_embd is not a multiple of n_head",
             ));
         }
-        let mut w = read_weights(dir, device)?;
+        Ok(config)
+    }
+}
+
+impl Gpt2 {
+    /// Loads a Hugging Face GPT-2 folder.
+    pub fn load(dir: &Path, device: &Device) -> std::result::Result<Self, LmError> {
+        let config = Gpt2Config::read(dir)?;
+        let mut w = crate::load::read_weights(dir, device)?;
         // Checkpoints saved by `GPT2LMHeadModel` prefix names with `transformer.`; the
         // original ones do not.
         let prefix = if w.contains_key("transformer.wte.weight") {

@@ -107,6 +107,97 @@ fn meta_f32(c: &gguf_file::Content, key: &str) -> Option<f32> {
     c.metadata.get(key).and_then(|v| v.to_f32().ok())
 }
 
+impl LlamaConfig {
+    /// Reads the shapes and constants of a llama-family GGUF file (`llama`, `qwen2`, `qwen3`),
+    /// with its architecture name; `vocab` is left 0 (the embedding tells it).
+    pub fn from_gguf(
+        c: &gguf_file::Content,
+        path: &Path,
+    ) -> std::result::Result<(String, Self), LmError> {
+        let arch = c
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
+            return Err(LmError::Unsupported(format!(
+                "{}: architecture `{arch}` is not supported (llama, qwen2, qwen3)",
+                path.display()
+            )));
+        }
+        let p = |k: &str| format!("{arch}.{k}");
+        let heads = meta_u32(c, &p("attention.head_count"), path)?;
+        let hidden = meta_u32(c, &p("embedding_length"), path)?;
+        let config = LlamaConfig {
+            layers: meta_u32(c, &p("block_count"), path)?,
+            heads,
+            kv_heads: meta_u32(c, &p("attention.head_count_kv"), path).unwrap_or(heads),
+            hidden,
+            head_dim: meta_u32(c, &p("attention.key_length"), path).unwrap_or(hidden / heads),
+            eps: meta_f32(c, &p("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f64,
+            rope_theta: meta_f32(c, &p("rope.freq_base")).unwrap_or(10_000.0),
+            context: meta_u32(c, &p("context_length"), path).unwrap_or(2048),
+            vocab: 0,
+        };
+        Ok((arch, config))
+    }
+}
+
+/// The rotary tables `(cos, sin)`, `[context, head_dim / 2]`: inverse frequencies
+/// `theta^(-2i/d)`, each divided by Llama 3.1's per-frequency factor where the file has them.
+pub fn rotary_tables(
+    config: &LlamaConfig,
+    divisors: Option<&[f32]>,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = config.head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| {
+            let f = 1.0
+                / config
+                    .rope_theta
+                    .powf(2.0 * i as f32 / config.head_dim as f32);
+            f / divisors.map_or(1.0, |d| d[i])
+        })
+        .collect();
+    let inv = Tensor::from_vec(inv, (1, half), device)?;
+    let t = Tensor::arange(0u32, config.context as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((config.context, 1))?;
+    let freqs = t.broadcast_mul(&inv)?;
+    Ok((freqs.cos()?, freqs.sin()?))
+}
+
+/// Llama 3.1's per-frequency rotary divisors (`rope_freqs.weight`), when the file has them.
+pub fn rope_divisors(
+    c: &gguf_file::Content,
+    f: &mut std::fs::File,
+    path: &Path,
+    head_dim: usize,
+) -> std::result::Result<Option<Vec<f32>>, LmError> {
+    if !c.tensor_infos.contains_key("rope_freqs.weight") {
+        return Ok(None);
+    }
+    let factors = c
+        .tensor(f, "rope_freqs.weight", &Device::Cpu)
+        .map_err(|e| LmError::file(path, format!("tensor `rope_freqs.weight`: {e}")))?
+        .dequantize(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if factors.len() != head_dim / 2 {
+        return Err(LmError::file(
+            path,
+            format!(
+                "rope_freqs has {} factors, expected {}",
+                factors.len(),
+                head_dim / 2
+            ),
+        ));
+    }
+    Ok(Some(factors))
+}
+
 impl Llama {
     /// Loads a llama-family GGUF file (`llama`, `qwen2`, `qwen3`).
     pub fn load(path: &Path, device: &Device) -> std::result::Result<Self, LmError> {
@@ -131,32 +222,7 @@ impl Llama {
         let mut f = std::fs::File::open(path).map_err(|e| LmError::file(path, e))?;
         let c = gguf_file::Content::read(&mut f)
             .map_err(|e| LmError::file(path, format!("not a GGUF file: {e}")))?;
-        let arch = c
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
-        if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
-            return Err(LmError::Unsupported(format!(
-                "{}: architecture `{arch}` is not supported (llama, qwen2, qwen3)",
-                path.display()
-            )));
-        }
-        let p = |k: &str| format!("{arch}.{k}");
-        let heads = meta_u32(&c, &p("attention.head_count"), path)?;
-        let hidden = meta_u32(&c, &p("embedding_length"), path)?;
-        let config = LlamaConfig {
-            layers: meta_u32(&c, &p("block_count"), path)?,
-            heads,
-            kv_heads: meta_u32(&c, &p("attention.head_count_kv"), path).unwrap_or(heads),
-            hidden,
-            head_dim: meta_u32(&c, &p("attention.key_length"), path).unwrap_or(hidden / heads),
-            eps: meta_f32(&c, &p("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5) as f64,
-            rope_theta: meta_f32(&c, &p("rope.freq_base")).unwrap_or(10_000.0),
-            context: meta_u32(&c, &p("context_length"), path).unwrap_or(2048),
-            vocab: 0,
-        };
+        let (arch, config) = LlamaConfig::from_gguf(&c, path)?;
         let mut tensor = |name: &str| {
             c.tensor(&mut f, name, device)
                 .map_err(|e| LmError::file(path, format!("tensor `{name}`: {e}")))
@@ -207,45 +273,106 @@ impl Llama {
             Ok(o) => qm(o)?,
             Err(_) => qm(embed_q)?,
         };
-        let half = config.head_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| {
-                1.0 / config
-                    .rope_theta
-                    .powf(2.0 * i as f32 / config.head_dim as f32)
-            })
-            .collect();
-        // Llama 3.1's rotary scaling: llama.cpp's converter stores per-frequency divisors.
-        let inv = match c.tensor_infos.contains_key("rope_freqs.weight") {
-            true => {
-                let factors = tensor("rope_freqs.weight")?
-                    .dequantize(&Device::Cpu)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-                if factors.len() != half {
-                    return Err(LmError::file(
-                        path,
-                        format!("rope_freqs has {} factors, expected {half}", factors.len()),
-                    ));
-                }
-                inv.iter().zip(&factors).map(|(f, d)| f / d).collect()
-            }
-            false => inv,
-        };
-        let inv = Tensor::from_vec(inv, (1, half), device)?;
-        let t = Tensor::arange(0u32, config.context as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((config.context, 1))?;
-        let freqs = t.broadcast_mul(&inv)?;
+        let divisors = rope_divisors(&c, &mut f, path, config.head_dim)?;
+        let (cos, sin) = rotary_tables(&config, divisors.as_deref(), device)?;
         Ok(Self {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cos,
+            sin,
             config,
             embed,
             layers,
             norm,
             output,
             neox: arch != "llama",
+            device: device.clone(),
+        })
+    }
+}
+
+/// llama.cpp's permutation of Q/K rows (`convert_hf_to_gguf.py`, `permute`): Hugging Face's
+/// rotate-half layout to the interleaved pairs this code's rotary embedding expects.
+fn permute_for_interleaved(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    w.reshape((heads, 2, out / heads / 2, inp))?
+        .transpose(1, 2)?
+        .reshape((out, inp))?
+        .contiguous()
+}
+
+impl Llama {
+    /// Loads a Hugging Face `llama` folder (`config.json` + safetensors, as `detox finetune`
+    /// writes it and `transformers` saves it), in f32. Q/K rows are permuted into the
+    /// interleaved layout GGUF files hold, so both run through the same code.
+    pub fn load_hf(dir: &Path, device: &Device) -> std::result::Result<Self, LmError> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| LmError::file(&cfg_path, e))?;
+        let c: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| LmError::file(&cfg_path, e))?;
+        let num = |k: &str| -> std::result::Result<usize, LmError> {
+            c[k].as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| LmError::file(&cfg_path, format!("`{k}` missing or not a number")))
+        };
+        if !c["rope_scaling"].is_null() {
+            return Err(LmError::Unsupported(format!(
+                "{}: rope_scaling is not supported in model folders; use the GGUF file",
+                cfg_path.display()
+            )));
+        }
+        let heads = num("num_attention_heads")?;
+        let hidden = num("hidden_size")?;
+        let config = LlamaConfig {
+            layers: num("num_hidden_layers")?,
+            heads,
+            kv_heads: num("num_key_value_heads").unwrap_or(heads),
+            hidden,
+            head_dim: num("head_dim").unwrap_or(hidden / heads),
+            eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-5),
+            rope_theta: c["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            context: num("max_position_embeddings").unwrap_or(2048),
+            vocab: num("vocab_size")?,
+        };
+        let mut w = crate::load::read_weights(dir, device)?;
+        let mut take = |name: &str| -> std::result::Result<Tensor, LmError> {
+            w.remove(name)
+                .ok_or_else(|| LmError::file(dir, format!("no tensor `{name}`")))
+        };
+        let dense = |t: Tensor| -> Result<Proj> { Ok(Proj::Dense(Dense::from_out_in(&t, None)?)) };
+        let embed = take("model.embed_tokens.weight")?;
+        let mut layers = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let mut t = |n: &str| take(&format!("model.layers.{i}.{n}.weight"));
+            let q = permute_for_interleaved(&t("self_attn.q_proj")?, config.heads)?;
+            let k = permute_for_interleaved(&t("self_attn.k_proj")?, config.kv_heads)?;
+            layers.push(Layer {
+                attn_norm: t("input_layernorm")?,
+                q: dense(q)?,
+                k: dense(k)?,
+                v: dense(t("self_attn.v_proj")?)?,
+                qkv_bias: None,
+                qk_norm: None,
+                o: dense(t("self_attn.o_proj")?)?,
+                ffn_norm: t("post_attention_layernorm")?,
+                gate: dense(t("mlp.gate_proj")?)?,
+                up: dense(t("mlp.up_proj")?)?,
+                down: dense(t("mlp.down_proj")?)?,
+            });
+        }
+        let norm = take("model.norm.weight")?;
+        let output = match take("lm_head.weight") {
+            Ok(o) => dense(o)?,
+            Err(_) => dense(embed.clone())?,
+        };
+        let (cos, sin) = rotary_tables(&config, None, device)?;
+        Ok(Self {
+            cos,
+            sin,
+            config,
+            embed,
+            layers,
+            norm,
+            output,
+            neox: false,
             device: device.clone(),
         })
     }

@@ -75,3 +75,45 @@ pub fn load_language_model(
     .with_mitigations(&opts.mitigations)?;
     Ok(Box::new(lm))
 }
+
+/// Reads the safetensors weights of a folder (`model.safetensors` or the shards that
+/// `model.safetensors.index.json` names), as f32.
+pub fn read_weights(
+    dir: &std::path::Path,
+    device: &candle_core::Device,
+) -> Result<std::collections::HashMap<String, candle_core::Tensor>, LmError> {
+    let single = dir.join("model.safetensors");
+    let files: Vec<std::path::PathBuf> = if single.exists() {
+        vec![single]
+    } else {
+        let index = dir.join("model.safetensors.index.json");
+        let text = std::fs::read_to_string(&index).map_err(|_| {
+            LmError::file(
+                dir,
+                "no model.safetensors (or model.safetensors.index.json); convert other formats with `transformers` (save_pretrained writes safetensors)",
+            )
+        })?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| LmError::file(&index, e))?;
+        let mut names: Vec<String> = v["weight_map"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        names.into_iter().map(|n| dir.join(n)).collect()
+    };
+    let mut out = std::collections::HashMap::new();
+    for f in files {
+        for (k, t) in
+            candle_core::safetensors::load(&f, device).map_err(|e| LmError::file(&f, e))?
+        {
+            out.insert(k, t.to_dtype(candle_core::DType::F32)?);
+        }
+    }
+    Ok(out)
+}

@@ -77,16 +77,28 @@ impl LocalLm {
             })?;
             let c: Value = serde_json::from_str(&text).map_err(|e| LmError::file(&config, e))?;
             let kind = c["model_type"].as_str().unwrap_or("").to_string();
-            if kind != "gpt2" {
-                return Err(LmError::Unsupported(format!(
-                    "{}: model_type `{kind}`: safetensors folders are supported for gpt2; use a GGUF file for llama-family models",
-                    config.display()
-                )));
-            }
-            let model = Gpt2::load(path, device)?;
+            let id = |k: &str| c[k].as_u64().map(|v| v as u32);
+            let (model, bos, eos): (Arc<dyn CausalLm>, _, _) = match kind.as_str() {
+                "gpt2" => {
+                    let m = Gpt2::load(path, device)?;
+                    let (b, e) = (m.config.bos, m.config.eos);
+                    (Arc::new(m), b, e)
+                }
+                "llama" => (
+                    Arc::new(Llama::load_hf(path, device)?),
+                    id("bos_token_id"),
+                    id("eos_token_id"),
+                ),
+                _ => {
+                    return Err(LmError::Unsupported(format!(
+                        "{}: model_type `{kind}`: safetensors folders are supported for gpt2 and llama; use a GGUF file for other llama-family models",
+                        config.display()
+                    )))
+                }
+            };
             let tok = match tokenizer {
-                Some(t) => LmTokenizer::from_json(t, model.config.bos, model.config.eos, false)?,
-                None => LmTokenizer::from_folder(path, model.config.bos, model.config.eos)?,
+                Some(t) => LmTokenizer::from_json(t, bos, eos, false)?,
+                None => LmTokenizer::from_folder(path, bos, eos)?,
             };
             let mut files = serde_json::Map::new();
             let mut names: Vec<_> = std::fs::read_dir(path)
@@ -100,9 +112,9 @@ impl LocalLm {
                 files.insert(n.clone(), Value::String(sha256(&path.join(&n))?));
             }
             return Ok(Self {
-                model: Arc::new(model),
+                model,
                 tok,
-                identity: json!({"kind": "gpt2", "path": path.display().to_string(), "sha256": files}),
+                identity: json!({"kind": kind, "path": path.display().to_string(), "sha256": files}),
                 concurrency: 1,
                 mitigations: Vec::new(),
             });

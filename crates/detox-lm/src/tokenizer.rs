@@ -268,12 +268,19 @@ impl LmTokenizer {
             }
             tok
         };
+        // `tokenizer_config.json`'s `add_bos_token` (written by `detox finetune` from a GGUF
+        // file's `tokenizer.ggml.add_bos_token`, and by `transformers` for llama tokenizers).
+        let add_bos = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["add_bos_token"].as_bool())
+            .unwrap_or(false);
         Ok(Self {
             inner,
             bos,
             eos,
             stop: eos.into_iter().collect(),
-            add_bos: false,
+            add_bos,
         })
     }
 

@@ -4,6 +4,8 @@
 //! SQLite file, and the statistics Welbl et al.'s second finding needs: Krippendorff's alpha
 //! between people, and per method how often people agree with the scorer.
 
+#![warn(missing_docs)]
+
 pub mod alpha;
 pub mod db;
 pub mod items;

@@ -17,6 +17,8 @@
 //! what is missing. Texts that are empty or only whitespace are not sent (Perspective refuses
 //! empty comments) and get no score (`null`), as RealToxicityPrompts gives empty generations.
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod protocol;
 

@@ -67,10 +67,17 @@ pub fn run(args: AgreeArgs, offline: bool) -> Result<ExitCode> {
         .with_remote(args.remote.options());
     let bar = StageBar::new("{spinner} {msg} [{bar:30}] {pos}/{len} eta {eta}");
     let scored = |side: &Side, spec: &str| -> Result<Side> {
-        let scorer = detox_spec::load_scorer(spec, &opts)?;
+        let spec: detox_spec::ScorerSpec = spec.parse()?;
+        let scorer = spec.load(&opts)?;
         let total = side.samples.len();
         let stage = format!("scoring with {spec}");
-        let out = agree::rescore(side, scorer.as_ref(), args.batch_size * 8, &mut |done| {
+        // A remote service answers about a text a second: small steps, so progress shows.
+        let step = if spec.is_remote() {
+            32
+        } else {
+            args.batch_size * 8
+        };
+        let out = agree::rescore(side, scorer.as_ref(), step, &mut |done| {
             bar.update(&stage, done, total)
         })?;
         Ok(out)

@@ -10,6 +10,7 @@ mod choices;
 mod compare_cmd;
 mod dialect_cmd;
 mod eval_cmd;
+mod finetune_cmd;
 mod models_cmd;
 mod progress;
 mod rate_cmd;
@@ -50,6 +51,8 @@ enum Command {
     Quality(train_cmd::QualityArgs),
     /// Run the RealToxicityPrompts protocol on a local GGUF language model.
     Eval(eval_cmd::EvalArgs),
+    /// Train a language model on chosen text (full or LoRA): DAPT, DExperts' experts, filtered-data models.
+    Finetune(finetune_cmd::FinetuneArgs),
     /// Compare finished eval runs: figures side by side, paired differences from the first run.
     Compare(compare_cmd::CompareArgs),
     /// How far two scorers agree on the same texts (e.g. Perspective and detox's own).
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Rate(cmd) => rate_cmd::run(cmd),
         Command::Eval(args) => eval_cmd::run(args, cli.offline),
         Command::Compare(args) => compare_cmd::run(args),
+        Command::Finetune(args) => finetune_cmd::run(args, cli.offline),
         Command::Agree(args) => agree_cmd::run(args, cli.offline),
         Command::Dialect(args) => dialect_cmd::run(args),
         Command::Audit(cmd) => audit_cmd::run(cmd, cli.offline),

@@ -60,6 +60,7 @@ fn help_of_every_command() {
         &["eval"],
         &["compare"],
         &["agree"],
+        &["finetune"],
         &["rate"],
         &["rate", "serve"],
         &["rate", "add-rater"],
