@@ -56,6 +56,17 @@ fn expand(input: &Path) -> Result<Vec<PathBuf>, FinetuneError> {
     Ok(out)
 }
 
+/// The documents of every file `inputs` name (see [`read_blocks`]).
+pub fn read_documents(inputs: &[PathBuf], field: &str) -> Result<Vec<String>, FinetuneError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        for file in expand(input)? {
+            out.extend(documents(&file, field)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The documents of one file: JSONL records' `field` (dotted paths allowed; a line that is
 /// not an object with a string there is an error naming it), or one document per non-empty
 /// line of other files.

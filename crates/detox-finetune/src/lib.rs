@@ -10,6 +10,7 @@ pub mod linear;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod recipes;
 pub mod step;
 pub mod train;
 

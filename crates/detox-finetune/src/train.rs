@@ -142,6 +142,15 @@ pub trait TrainProgress {
 pub struct Quiet;
 impl TrainProgress for Quiet {}
 
+/// The tokenizer of the model a run trains (for recipes that count tokens).
+pub fn tokenizer_of(path: &Path) -> Result<LmTokenizer, FinetuneError> {
+    if path.is_dir() {
+        let c = detox_lm::gpt2::Gpt2Config::read(path)?;
+        return Ok(LmTokenizer::from_folder(path, c.bos, c.eos)?);
+    }
+    Ok(LmTokenizer::from_gguf(path)?)
+}
+
 /// The model file a run trains: a GGUF file (llama) or a GPT-2 folder.
 fn load_model(
     path: &Path,

@@ -1,12 +1,28 @@
 //! `detox finetune`: train a language model on chosen text (full or LoRA), resumable.
 
-use anyhow::{Context, Result};
-use clap::Args;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
 use detox_finetune::optim::AdamWConfig;
+use detox_finetune::recipes;
 use detox_finetune::train::{self, FinetuneConfig, TrainProgress};
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// `--recipe`: the training set of a published mitigation, made from --train first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Recipe {
+    /// Domain-adaptive pretraining (Gehman et al.): the least toxic --keep-share of the corpus
+    /// as --scorer sees it; trained into --out.
+    Dapt,
+    /// DExperts' expert (label ≤ --expert-max) and anti-expert (label ≥ --anti-min) from a
+    /// labelled file; trained into --out/expert and --out/anti-expert.
+    Experts,
+    /// Training-set filtering (Welbl et al.): the documents --scorer puts below --threshold,
+    /// and an unfiltered sample of the same token count; trained into --out/filtered and
+    /// --out/unfiltered.
+    Filtered,
+}
 
 #[derive(Debug, Args)]
 pub struct FinetuneArgs {
@@ -90,6 +106,34 @@ pub struct FinetuneArgs {
     /// Compute threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+
+    /// Make the training set of a published mitigation from --train first.
+    #[arg(long, value_enum)]
+    pub recipe: Option<Recipe>,
+
+    /// dapt, filtered: the scorer that judges the corpus (as in `detox score`).
+    #[arg(long, default_value = "default")]
+    pub scorer: String,
+
+    /// dapt: the least toxic share of the corpus kept (RealToxicityPrompts: 0.02).
+    #[arg(long, default_value_t = 0.02)]
+    pub keep_share: f64,
+
+    /// filtered: documents scored below it are kept.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+
+    /// experts: the JSONL field of the toxicity label (a number in [0, 1] or a boolean).
+    #[arg(long, default_value = "toxicity")]
+    pub label_field: String,
+
+    /// experts: the expert's texts have a label at most this (DExperts: 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub expert_max: f64,
+
+    /// experts: the anti-expert's texts have a label at least this (DExperts: 0.5).
+    #[arg(long, default_value_t = 0.5)]
+    pub anti_min: f64,
 }
 
 struct Bar(ProgressBar);
@@ -112,7 +156,7 @@ impl TrainProgress for Bar {
 }
 
 pub fn run(args: FinetuneArgs, offline: bool) -> Result<ExitCode> {
-    detox_spec::configure_threads(args.threads);
+    let threads = detox_spec::configure_threads(args.threads);
     let hub = detox_hub::Hub::from_env();
     let pull = detox_hub::PullOptions {
         offline,
@@ -141,17 +185,135 @@ pub fn run(args: FinetuneArgs, offline: bool) -> Result<ExitCode> {
         lora_alpha: args.lora_alpha,
         checkpoint_every: args.checkpoint_every,
     };
+    let runs: Vec<(PathBuf, Vec<PathBuf>)> = match args.recipe {
+        None => vec![(args.out.clone(), args.train.clone())],
+        Some(recipe) => prepare(recipe, &args, &path, offline, threads)?,
+    };
+    for (out, train) in runs {
+        let config = FinetuneConfig {
+            train,
+            field: if args.recipe.is_some() {
+                "text".into()
+            } else {
+                config.field.clone()
+            },
+            ..config.clone()
+        };
+        train_one(&config, &path, &out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a recipe's training files into --out (reused when the recipe's settings are the
+/// same), and returns each run's folder and training files.
+fn prepare(
+    recipe: Recipe,
+    args: &FinetuneArgs,
+    model: &std::path::Path,
+    offline: bool,
+    threads: usize,
+) -> Result<Vec<(PathBuf, Vec<PathBuf>)>> {
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let settings = serde_json::json!({
+        "recipe": format!("{recipe:?}").to_lowercase(),
+        "train": args.train, "field": args.field, "scorer": args.scorer,
+        "keep_share": args.keep_share, "threshold": args.threshold,
+        "label_field": args.label_field, "expert_max": args.expert_max,
+        "anti_min": args.anti_min, "seed": args.seed,
+    });
+    let record = out.join("recipe.json");
+    let same = std::fs::read_to_string(&record)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v == settings);
+    let data = |name: &str| out.join(format!("{name}-data.jsonl"));
+    let names: &[&str] = match recipe {
+        Recipe::Dapt => &["dapt"],
+        Recipe::Experts => &["expert", "anti-expert"],
+        Recipe::Filtered => &["filtered", "unfiltered"],
+    };
+    let sub = |name: &str| {
+        if recipe == Recipe::Dapt {
+            out.clone()
+        } else {
+            out.join(name)
+        }
+    };
+    if same && names.iter().all(|n| data(n).exists()) {
+        eprintln!(
+            "detox: reusing the {} training files in {}",
+            names.join(" and "),
+            out.display()
+        );
+        return Ok(names.iter().map(|n| (sub(n), vec![data(n)])).collect());
+    }
+    let scored = |docs: &[String]| -> Result<Vec<f64>> {
+        let opts = detox_spec::LoadOptions::parallel(32, threads, offline);
+        let scorer = detox_spec::load_scorer(&args.scorer, &opts)?;
+        let bar = crate::progress::bar(
+            Some(docs.len() as u64),
+            "{spinner} scoring the corpus [{bar:30}] {pos}/{len} eta {eta}",
+        );
+        let t = recipes::toxicity(docs, scorer.as_ref(), 256, &mut |n| {
+            bar.set_position(n as u64)
+        })?;
+        bar.finish_and_clear();
+        Ok(t)
+    };
+    let sets: Vec<Vec<String>> = match recipe {
+        Recipe::Experts => {
+            if args.train.len() != 1 {
+                bail!("--recipe experts takes one labelled --train file");
+            }
+            let rows = recipes::read_labelled(&args.train[0], &args.field, &args.label_field)?;
+            let (e, a) = recipes::split_experts(&rows, args.expert_max, args.anti_min);
+            vec![e, a]
+        }
+        Recipe::Dapt => {
+            let docs = detox_finetune::data::read_documents(&args.train, &args.field)?;
+            let tox = scored(&docs)?;
+            vec![recipes::least_toxic(&docs, &tox, args.keep_share)]
+        }
+        Recipe::Filtered => {
+            let docs = detox_finetune::data::read_documents(&args.train, &args.field)?;
+            let tox = scored(&docs)?;
+            let tok = train::tokenizer_of(model)?;
+            let count = |s: &str| -> Result<usize, detox_finetune::FinetuneError> {
+                Ok(tok.encode(s)?.len() + 1)
+            };
+            let (kept, matched) =
+                recipes::filtered_and_matched(&docs, &tox, args.threshold, args.seed, &count)?;
+            vec![kept, matched]
+        }
+    };
+    let mut runs = Vec::new();
+    for (name, docs) in names.iter().zip(&sets) {
+        if docs.is_empty() {
+            bail!("the {name} set of --recipe {recipe:?} is empty: check --train and the recipe's thresholds");
+        }
+        eprintln!("detox: {name}: {} documents", docs.len());
+        runs.push((sub(name), vec![recipes::write_docs(&data(name), docs)?]));
+    }
+    detox_io::files::write_atomic(&record, serde_json::to_string_pretty(&settings)?.as_bytes())?;
+    Ok(runs)
+}
+
+fn train_one(config: &FinetuneConfig, path: &std::path::Path, out: &std::path::Path) -> Result<()> {
     let bar = Bar(crate::progress::bar(
         None,
         "{spinner} training [{bar:30}] {pos}/{len} steps, {msg}, eta {eta}",
     ));
-    let record = train::run(&config, &path, &args.out, &bar)
-        .with_context(|| format!("fine-tuning {} into {}", args.model, args.out.display()))?;
+    let record = train::run(config, path, out, &bar)
+        .with_context(|| format!("fine-tuning {} into {}", config.model, out.display()))?;
     bar.0.finish_and_clear();
     let last = record.losses.last().copied().unwrap_or(f64::NAN);
     eprintln!(
-        "detox: trained {} steps on {} blocks of {} tokens; last loss {last:.4}",
-        record.steps_done, record.train_blocks, args.block_size
+        "detox: {}: trained {} steps on {} blocks of {} tokens; last loss {last:.4}",
+        out.display(),
+        record.steps_done,
+        record.train_blocks,
+        config.block_size
     );
     for e in &record.eval {
         eprintln!(
@@ -161,8 +323,8 @@ pub fn run(args: FinetuneArgs, offline: bool) -> Result<ExitCode> {
     }
     println!(
         "model: {} (config.json, model.safetensors, tokenizer; run.json); evaluate it with `detox eval --model {}`",
-        args.out.display(),
-        args.out.display()
+        out.display(),
+        out.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -266,3 +266,98 @@ fn smollm2_with_lora_trains_and_its_folder_evaluates() {
     ]);
     assert!(ev.status.success(), "{}", stderr(&ev));
 }
+
+#[test]
+fn recipes_make_their_training_sets_and_train_each_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_gpt2();
+    let model = model.to_str().unwrap();
+    let labelled = tmp.path().join("labelled.jsonl");
+    let mut s = String::new();
+    for i in 0..60 {
+        let (text, tox) = if i % 3 == 0 {
+            (format!("you are a stupid idiot and I hate you {i}"), 1.0)
+        } else {
+            (
+                format!("have a lovely day my friend, see you soon {i}"),
+                0.0,
+            )
+        };
+        s.push_str(&serde_json::json!({"text": text, "toxicity": tox}).to_string());
+        s.push('\n');
+    }
+    std::fs::write(&labelled, s).unwrap();
+    let common_args = [
+        "--block-size",
+        "16",
+        "--batch-tokens",
+        "32",
+        "--micro-batch",
+        "2",
+        "--threads",
+        "1",
+        "--max-steps",
+        "3",
+    ];
+    let run = |recipe: &str, out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "finetune",
+            "--model",
+            model,
+            "--train",
+            labelled.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--recipe",
+            recipe,
+        ];
+        a.extend_from_slice(&common_args);
+        a.extend_from_slice(extra);
+        detox(&a)
+    };
+    let experts = tmp.path().join("experts");
+    let out = run("experts", &experts, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (name, n) in [("expert", 40), ("anti-expert", 20)] {
+        assert!(
+            experts.join(name).join("model.safetensors").exists(),
+            "{name}"
+        );
+        let data = std::fs::read_to_string(experts.join(format!("{name}-data.jsonl"))).unwrap();
+        assert_eq!(data.lines().count(), n, "{name}");
+        assert_eq!(data.contains("stupid"), name == "anti-expert");
+    }
+    // Run again: the training files are reused and the finished runs left as they are.
+    let again = run("experts", &experts, &[]);
+    assert!(
+        again.status.success() && stderr(&again).contains("reusing"),
+        "{}",
+        stderr(&again)
+    );
+
+    let dapt = tmp.path().join("dapt");
+    let out = run("dapt", &dapt, &["--scorer", "fast", "--keep-share", "0.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = std::fs::read_to_string(dapt.join("dapt-data.jsonl")).unwrap();
+    assert_eq!(data.lines().count(), 30);
+    assert!(!data.contains("stupid"), "the least toxic half");
+    assert!(dapt.join("model.safetensors").exists());
+
+    let filtered = tmp.path().join("filtered");
+    let out = run(
+        "filtered",
+        &filtered,
+        &["--scorer", "fast", "--threshold", "0.5"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept = std::fs::read_to_string(filtered.join("filtered-data.jsonl")).unwrap();
+    let matched = std::fs::read_to_string(filtered.join("unfiltered-data.jsonl")).unwrap();
+    assert!(!kept.contains("stupid"));
+    assert!(matched.len() + 200 >= kept.len(), "about the same size");
+    for name in ["filtered", "unfiltered"] {
+        assert!(
+            filtered.join(name).join("model.safetensors").exists(),
+            "{name}"
+        );
+    }
+}
