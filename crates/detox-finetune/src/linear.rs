@@ -24,6 +24,16 @@ pub struct Lora {
     pub scale: f64,
 }
 
+/// A parameter as the forward pass uses it: tracked for gradients, or detached when frozen
+/// (LoRA training computes no gradient for the base weights, a third of the backward pass).
+pub fn tracked(v: &Var, frozen: bool) -> Tensor {
+    if frozen {
+        v.as_tensor().detach()
+    } else {
+        v.as_tensor().clone()
+    }
+}
+
 /// A projection.
 #[derive(Debug)]
 pub struct Linear {
@@ -35,6 +45,8 @@ pub struct Linear {
     pub layout: Layout,
     /// A LoRA adapter, when training one.
     pub lora: Option<Lora>,
+    /// Whether the weight and bias are frozen (no gradient is computed for them).
+    pub frozen: bool,
 }
 
 impl Linear {
@@ -45,6 +57,7 @@ impl Linear {
             bias,
             layout,
             lora: None,
+            frozen: false,
         }
     }
 
@@ -59,13 +72,14 @@ impl Linear {
 
     /// Applies it to `x` `[..., in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let param = |v: &Var| tracked(v, self.frozen);
         let w = match self.layout {
-            Layout::OutIn => self.weight.as_tensor().t()?,
-            Layout::InOut => self.weight.as_tensor().clone(),
+            Layout::OutIn => param(&self.weight).t()?,
+            Layout::InOut => param(&self.weight),
         };
         let mut y = x.broadcast_matmul(&w)?;
         if let Some(b) = &self.bias {
-            y = y.broadcast_add(b.as_tensor())?;
+            y = y.broadcast_add(&param(b))?;
         }
         if let Some(l) = &self.lora {
             let low = x.broadcast_matmul(&l.a.as_tensor().t()?)?;

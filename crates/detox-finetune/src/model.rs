@@ -9,7 +9,7 @@
 //! Checked against detox-lm's inference path to 1e-4 (`tests/forward.rs`) and, trained, against
 //! PyTorch (`tests/parity.rs`).
 
-use crate::linear::{Layout, Linear, Lora};
+use crate::linear::{tracked, Layout, Linear, Lora};
 use crate::FinetuneError;
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
@@ -32,11 +32,30 @@ pub trait Trainable {
     /// `config.json` of the Hugging Face folder it saves as.
     fn config_json(&self) -> Value;
     /// The weights to save: Hugging Face names and layouts, LoRA merged.
-    fn export(&self) -> Result<Vec<(String, Tensor)>>;
+    fn export(&self) -> Result<Vec<(String, Tensor)>> {
+        let merged: std::collections::HashMap<String, Tensor> = self
+            .projections()
+            .into_iter()
+            .map(|(n, l)| Ok((format!("{n}.weight"), l.merged_weight()?)))
+            .collect::<Result<_>>()?;
+        Ok(self
+            .parameters()
+            .into_iter()
+            .map(|(n, v)| {
+                let t = merged
+                    .get(&n)
+                    .cloned()
+                    .unwrap_or_else(|| v.as_tensor().clone());
+                (n, t)
+            })
+            .collect())
+    }
     /// The longest sequence it reads.
     fn context(&self) -> usize;
     /// The end-of-text token put between documents.
     fn eos(&self) -> Option<u32>;
+    /// Freezes every base parameter (LoRA trains only its adapters).
+    fn freeze(&mut self);
 }
 
 /// The parameters that take no weight decay, as `transformers`' Trainer leaves them out
@@ -46,6 +65,28 @@ pub fn no_decay(name: &str) -> bool {
         || name.contains("norm")
         || name.contains(".ln_")
         || name.starts_with("ln_")
+}
+
+/// The projections of every block, `(prefix.i.name, &block.field)` (or `&mut`), in order:
+/// one list for both borrows.
+macro_rules! projections {
+    ($blocks:expr, $prefix:literal, $($r:tt)+) => {
+        projections!(@go $blocks, $prefix, [$($r)+])
+    };
+    (@go $blocks:expr, $prefix:literal, [& mut, $($name:literal => $field:ident),+ $(,)?]) => {{
+        let mut out = Vec::new();
+        for (i, b) in $blocks.enumerate() {
+            $(out.push((format!("{}.{i}.{}", $prefix, $name), &mut b.$field));)+
+        }
+        out
+    }};
+    (@go $blocks:expr, $prefix:literal, [&, $($name:literal => $field:ident),+ $(,)?]) => {{
+        let mut out = Vec::new();
+        for (i, b) in $blocks.enumerate() {
+            $(out.push((format!("{}.{i}.{}", $prefix, $name), &b.$field));)+
+        }
+        out
+    }};
 }
 
 fn var(t: Tensor) -> Result<Var> {
@@ -86,6 +127,7 @@ pub struct Gpt2Train {
     wpe: Var,
     blocks: Vec<Gpt2Block>,
     ln_f: (Var, Var),
+    frozen: bool,
 }
 
 impl Gpt2Train {
@@ -144,12 +186,18 @@ impl Gpt2Train {
             wpe,
             blocks,
             ln_f,
+            frozen: false,
         })
     }
 }
 
-fn ln(x: &Tensor, p: &(Var, Var), eps: f64) -> Result<Tensor> {
-    candle_nn::ops::layer_norm_slow(x, p.0.as_tensor(), p.1.as_tensor(), eps as f32)
+fn ln(x: &Tensor, p: &(Var, Var), eps: f64, frozen: bool) -> Result<Tensor> {
+    candle_nn::ops::layer_norm_slow(
+        x,
+        &tracked(&p.0, frozen),
+        &tracked(&p.1, frozen),
+        eps as f32,
+    )
 }
 
 impl Trainable for Gpt2Train {
@@ -157,15 +205,15 @@ impl Trainable for Gpt2Train {
         let (b, l) = ids.dims2()?;
         let (hd, h) = (self.config.hidden, self.config.heads);
         let d = hd / h;
-        let tok = self
-            .wte
-            .as_tensor()
+        let fz = self.frozen;
+        let wte = tracked(&self.wte, fz);
+        let tok = wte
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, l, hd))?;
-        let mut x = tok.broadcast_add(&self.wpe.as_tensor().narrow(0, 0, l)?)?;
+        let mut x = tok.broadcast_add(&tracked(&self.wpe, fz).narrow(0, 0, l)?)?;
         let eps = self.config.eps;
         for blk in &self.blocks {
-            let a = ln(&x, &blk.ln_1, eps)?;
+            let a = ln(&x, &blk.ln_1, eps, fz)?;
             let qkv = blk.c_attn.forward(&a)?.reshape((b, l, 3, h, d))?;
             let part = |j: usize| -> Result<Tensor> {
                 qkv.narrow(2, j, 1)?
@@ -177,7 +225,7 @@ impl Trainable for Gpt2Train {
                 .transpose(1, 2)?
                 .reshape((b, l, hd))?;
             x = (x + blk.c_proj.forward(&ctx)?)?;
-            let m = ln(&x, &blk.ln_2, eps)?;
+            let m = ln(&x, &blk.ln_2, eps, fz)?;
             let f = blk.c_fc.forward(&m)?;
             let f = if self.config.tanh_gelu {
                 f.gelu()?
@@ -186,8 +234,8 @@ impl Trainable for Gpt2Train {
             };
             x = (x + blk.mlp_proj.forward(&f)?)?;
         }
-        let x = ln(&x, &self.ln_f, eps)?;
-        x.broadcast_matmul(&self.wte.as_tensor().t()?)
+        let x = ln(&x, &self.ln_f, eps, fz)?;
+        x.broadcast_matmul(&wte.t()?)
     }
 
     fn parameters(&self) -> Vec<(String, &Var)> {
@@ -220,27 +268,13 @@ impl Trainable for Gpt2Train {
     }
 
     fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {
-        let mut out = Vec::new();
-        for (i, b) in self.blocks.iter_mut().enumerate() {
-            let p = |n: &str| format!("transformer.h.{i}.{n}");
-            out.push((p("attn.c_attn"), &mut b.c_attn));
-            out.push((p("attn.c_proj"), &mut b.c_proj));
-            out.push((p("mlp.c_fc"), &mut b.c_fc));
-            out.push((p("mlp.c_proj"), &mut b.mlp_proj));
-        }
-        out
+        projections!(self.blocks.iter_mut(), "transformer.h", &mut,
+            "attn.c_attn" => c_attn, "attn.c_proj" => c_proj, "mlp.c_fc" => c_fc, "mlp.c_proj" => mlp_proj)
     }
 
     fn projections(&self) -> Vec<(String, &Linear)> {
-        let mut out = Vec::new();
-        for (i, b) in self.blocks.iter().enumerate() {
-            let p = |n: &str| format!("transformer.h.{i}.{n}");
-            out.push((p("attn.c_attn"), &b.c_attn));
-            out.push((p("attn.c_proj"), &b.c_proj));
-            out.push((p("mlp.c_fc"), &b.c_fc));
-            out.push((p("mlp.c_proj"), &b.mlp_proj));
-        }
-        out
+        projections!(self.blocks.iter(), "transformer.h", &,
+            "attn.c_attn" => c_attn, "attn.c_proj" => c_proj, "mlp.c_fc" => c_fc, "mlp.c_proj" => mlp_proj)
     }
 
     fn config_json(&self) -> Value {
@@ -253,31 +287,19 @@ impl Trainable for Gpt2Train {
         c
     }
 
-    fn export(&self) -> Result<Vec<(String, Tensor)>> {
-        let merged: std::collections::HashMap<String, Tensor> = self
-            .projections()
-            .into_iter()
-            .map(|(n, l)| Ok((format!("{n}.weight"), l.merged_weight()?)))
-            .collect::<Result<_>>()?;
-        Ok(self
-            .parameters()
-            .into_iter()
-            .map(|(n, v)| {
-                let t = merged
-                    .get(&n)
-                    .cloned()
-                    .unwrap_or_else(|| v.as_tensor().clone());
-                (n, t)
-            })
-            .collect())
-    }
-
     fn context(&self) -> usize {
         self.config.context
     }
 
     fn eos(&self) -> Option<u32> {
         self.config.eos
+    }
+
+    fn freeze(&mut self) {
+        self.frozen = true;
+        for (_, l) in self.projections_mut() {
+            l.frozen = true;
+        }
     }
 }
 
@@ -307,6 +329,7 @@ pub struct LlamaTrain {
     sin: Tensor,
     bos: Option<u32>,
     eos: Option<u32>,
+    frozen: bool,
 }
 
 /// Undoes llama.cpp's permutation of Q/K rows (`convert_hf_to_gguf.py`, `permute`):
@@ -387,6 +410,7 @@ impl LlamaTrain {
             sin,
             bos,
             eos,
+            frozen: false,
         })
     }
 }
@@ -397,16 +421,16 @@ impl Trainable for LlamaTrain {
         let c = &self.config;
         let (h, kvh, d) = (c.heads, c.kv_heads, c.head_dim);
         let eps = c.eps as f32;
-        let mut x = self
-            .embed
-            .as_tensor()
+        let fz = self.frozen;
+        let embed = tracked(&self.embed, fz);
+        let mut x = embed
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, l, c.hidden))?;
         let cos = self.cos.narrow(0, 0, l)?;
         let sin = self.sin.narrow(0, 0, l)?;
         let rep = h / kvh;
         for layer in &self.layers {
-            let y = candle_nn::ops::rms_norm_slow(&x, layer.attn_norm.as_tensor(), eps)?;
+            let y = candle_nn::ops::rms_norm_slow(&x, &tracked(&layer.attn_norm, fz), eps)?;
             let heads = |t: Tensor, n: usize| -> Result<Tensor> {
                 t.reshape((b, l, n, d))?.transpose(1, 2)?.contiguous()
             };
@@ -427,13 +451,16 @@ impl Trainable for LlamaTrain {
                 .transpose(1, 2)?
                 .reshape((b, l, h * d))?;
             x = (x + layer.o.forward(&ctx)?)?;
-            let y = candle_nn::ops::rms_norm_slow(&x, layer.ffn_norm.as_tensor(), eps)?;
+            let y = candle_nn::ops::rms_norm_slow(&x, &tracked(&layer.ffn_norm, fz), eps)?;
             let g = candle_nn::ops::silu(&layer.gate.forward(&y)?)?;
             x = (x + layer.down.forward(&(g * layer.up.forward(&y)?)?)?)?;
         }
-        let x = candle_nn::ops::rms_norm_slow(&x, self.norm.as_tensor(), eps)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        x.broadcast_matmul(&head.as_tensor().t()?)
+        let x = candle_nn::ops::rms_norm_slow(&x, &tracked(&self.norm, fz), eps)?;
+        let head = match &self.lm_head {
+            Some(h) => tracked(h, fz),
+            None => embed,
+        };
+        x.broadcast_matmul(&head.t()?)
     }
 
     fn parameters(&self) -> Vec<(String, &Var)> {
@@ -466,33 +493,17 @@ impl Trainable for LlamaTrain {
     }
 
     fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {
-        let mut out = Vec::new();
-        for (i, ly) in self.layers.iter_mut().enumerate() {
-            let p = |n: &str| format!("model.layers.{i}.{n}");
-            out.push((p("self_attn.q_proj"), &mut ly.q));
-            out.push((p("self_attn.k_proj"), &mut ly.k));
-            out.push((p("self_attn.v_proj"), &mut ly.v));
-            out.push((p("self_attn.o_proj"), &mut ly.o));
-            out.push((p("mlp.gate_proj"), &mut ly.gate));
-            out.push((p("mlp.up_proj"), &mut ly.up));
-            out.push((p("mlp.down_proj"), &mut ly.down));
-        }
-        out
+        projections!(self.layers.iter_mut(), "model.layers", &mut,
+            "self_attn.q_proj" => q, "self_attn.k_proj" => k, "self_attn.v_proj" => v,
+            "self_attn.o_proj" => o, "mlp.gate_proj" => gate, "mlp.up_proj" => up,
+            "mlp.down_proj" => down)
     }
 
     fn projections(&self) -> Vec<(String, &Linear)> {
-        let mut out = Vec::new();
-        for (i, ly) in self.layers.iter().enumerate() {
-            let p = |n: &str| format!("model.layers.{i}.{n}");
-            out.push((p("self_attn.q_proj"), &ly.q));
-            out.push((p("self_attn.k_proj"), &ly.k));
-            out.push((p("self_attn.v_proj"), &ly.v));
-            out.push((p("self_attn.o_proj"), &ly.o));
-            out.push((p("mlp.gate_proj"), &ly.gate));
-            out.push((p("mlp.up_proj"), &ly.up));
-            out.push((p("mlp.down_proj"), &ly.down));
-        }
-        out
+        projections!(self.layers.iter(), "model.layers", &,
+            "self_attn.q_proj" => q, "self_attn.k_proj" => k, "self_attn.v_proj" => v,
+            "self_attn.o_proj" => o, "mlp.gate_proj" => gate, "mlp.up_proj" => up,
+            "mlp.down_proj" => down)
     }
 
     fn config_json(&self) -> Value {
@@ -520,25 +531,6 @@ impl Trainable for LlamaTrain {
         })
     }
 
-    fn export(&self) -> Result<Vec<(String, Tensor)>> {
-        let merged: std::collections::HashMap<String, Tensor> = self
-            .projections()
-            .into_iter()
-            .map(|(n, l)| Ok((format!("{n}.weight"), l.merged_weight()?)))
-            .collect::<Result<_>>()?;
-        Ok(self
-            .parameters()
-            .into_iter()
-            .map(|(n, v)| {
-                let t = merged
-                    .get(&n)
-                    .cloned()
-                    .unwrap_or_else(|| v.as_tensor().clone());
-                (n, t)
-            })
-            .collect())
-    }
-
     fn context(&self) -> usize {
         self.config.context
     }
@@ -546,15 +538,24 @@ impl Trainable for LlamaTrain {
     fn eos(&self) -> Option<u32> {
         self.eos
     }
+
+    fn freeze(&mut self) {
+        self.frozen = true;
+        for (_, l) in self.projections_mut() {
+            l.frozen = true;
+        }
+    }
 }
 
-/// Puts a LoRA adapter of rank `r` on every projection (`A` from `init`, `B` zero).
+/// Puts a LoRA adapter of rank `r` on every projection (`A` from `init`, `B` zero) and
+/// freezes the base parameters.
 pub fn add_lora(
     model: &mut dyn Trainable,
     rank: usize,
     alpha: f64,
     init: &mut dyn FnMut(&str, usize, usize) -> Result<Tensor>,
 ) -> Result<()> {
+    model.freeze();
     for (name, lin) in model.projections_mut() {
         let (inp, out) = lin.dims()?;
         let device = lin.weight.device().clone();
