@@ -111,6 +111,12 @@ pub struct RunRecord {
     pub eval: Vec<EvalPoint>,
     /// Mean training loss of each step.
     pub losses: Vec<f64>,
+    /// Seconds spent in training steps (summed over resumed sessions, up to the last checkpoint).
+    #[serde(default)]
+    pub train_seconds: f64,
+    /// Tokens predicted in those steps.
+    #[serde(default)]
+    pub train_tokens: usize,
     /// Whether the model was written.
     pub finished: bool,
     /// detox's version.
@@ -229,7 +235,14 @@ fn save_checkpoint(
     // the uninterrupted one's.
     write_json(
         &new.join("state.json"),
-        &json!({"step": step, "adam_step": opt.step, "losses": record.losses, "eval": record.eval}),
+        &json!({
+            "step": step,
+            "adam_step": opt.step,
+            "losses": record.losses,
+            "eval": record.eval,
+            "train_seconds": record.train_seconds,
+            "train_tokens": record.train_tokens,
+        }),
     )?;
     // fsync the files before the renames make them the checkpoint.
     for f in ["weights.safetensors", "optimizer.safetensors", "state.json"] {
@@ -290,6 +303,8 @@ fn load_checkpoint(
     opt.step = state["adam_step"].as_u64().unwrap_or(0);
     record.losses = serde_json::from_value(state["losses"].clone()).unwrap_or_default();
     record.eval = serde_json::from_value(state["eval"].clone()).unwrap_or_default();
+    record.train_seconds = state["train_seconds"].as_f64().unwrap_or(0.0);
+    record.train_tokens = state["train_tokens"].as_u64().unwrap_or(0) as usize;
     Ok(state["step"].as_u64().map(|s| s as usize))
 }
 
@@ -409,6 +424,8 @@ pub fn run(
         train_blocks: train.blocks.len(),
         total_steps: total,
         steps_done: 0,
+        train_seconds: 0.0,
+        train_tokens: 0,
         eval: Vec::new(),
         losses: Vec::new(),
         finished: false,
@@ -455,6 +472,7 @@ pub fn run(
     progress.start(start, total);
     let only: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
     let t0 = Instant::now();
+    let (seconds_before, tokens_before) = (record.train_seconds, record.train_tokens);
     let mut tokens_done = 0usize;
     let mut order = (usize::MAX, Vec::new());
     for s in start..total {
@@ -488,6 +506,8 @@ pub fn run(
             });
         }
         tokens_done += st.tokens;
+        record.train_seconds = seconds_before + t0.elapsed().as_secs_f64();
+        record.train_tokens = tokens_before + tokens_done;
         record.losses.push(st.loss);
         progress.step(
             s + 1,

@@ -3,10 +3,13 @@
 //! that reach every parameter.
 
 use candle_core::{Device, Tensor};
+use common::max_diff;
 use detox_finetune::loss::causal_lm_loss;
 use detox_finetune::model::{Gpt2Train, LlamaTrain, Trainable};
 use detox_lm::CausalLm;
 use std::path::{Path, PathBuf};
+
+mod common;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,19 +20,6 @@ fn fixture(name: &str) -> PathBuf {
 fn ids(vocab: u32) -> Tensor {
     let rows: Vec<u32> = (0..2 * 11).map(|i| (i * 37 + 5) % vocab).collect();
     Tensor::from_vec(rows, (2, 11), &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn check(train: &dyn Trainable, infer: &dyn CausalLm, vocab: u32) {

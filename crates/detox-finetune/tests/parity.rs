@@ -4,12 +4,15 @@
 //! `scripts/make_finetune_fixtures.py`.
 
 use candle_core::{DType, Device, Tensor};
+use common::max_diff;
 use detox_finetune::model::{add_lora, no_decay, trainable, Gpt2Train, LlamaTrain, Trainable};
 use detox_finetune::optim::{cosine_factor, AdamW, AdamWConfig};
 use detox_finetune::step::step;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+mod common;
 
 fn here(dir: &str, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(name)
@@ -120,16 +123,7 @@ fn run(case: &str) {
     let mut worst = (0.0f32, String::new());
     for (name, want) in &after {
         let have = got.get(name).unwrap_or_else(|| panic!("{case}: no {name}"));
-        let d = (have - want.to_dtype(DType::F32).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_diff(have, &want.to_dtype(DType::F32).unwrap());
         if d > worst.0 {
             worst = (d, name.clone());
         }
