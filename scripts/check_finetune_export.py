@@ -4,8 +4,10 @@ computes for it (issue: the saved model is a Hugging Face folder).
 Trains the tiny random GPT-2 (crates/detox-lm/tests/fixtures/tiny-gpt2) for a few full
 fine-tuning steps, and SmolLM2-135M (when `detox models pull smollm2` has been run) for a few
 LoRA steps, with the release `detox`; loads each output folder with `AutoModelForCausalLM` and
-`AutoTokenizer`; compares the logits at every position of a tokenized text with detox's
-(`cargo run --release -p detox-lm --example logits`), and the token ids of both tokenizers.
+`AutoTokenizer` (so the saved tokenizer must load too); compares the logits at every position of
+a text tokenized by it with detox's (`cargo run --release -p detox-lm --example logits`).
+
+Measured 2026-12-03: tiny GPT-2 4.3e-6, SmolLM2-135M with LoRA 8.4e-5 (logits of magnitude 20).
 
 Usage (from the repository root): .venv-ref/bin/python scripts/check_finetune_export.py
 """
