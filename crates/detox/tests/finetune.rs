@@ -71,7 +71,10 @@ fn a_killed_run_resumes_to_the_same_weights_and_the_model_evaluates() {
     let train = data(tmp.path());
     let (model, train) = (tiny_gpt2(), train.to_str().unwrap().to_string());
     let model = model.to_str().unwrap().to_string();
+    let eval = train.clone();
     let extra = [
+        "--eval",
+        &eval,
         "--epochs",
         "12",
         "--checkpoint-every",
