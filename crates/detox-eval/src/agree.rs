@@ -339,16 +339,17 @@ pub fn agree(a: &Side, b: &Side, opts: &AgreeOptions) -> Result<Agreement, Agree
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default()
     };
-    let b_attrs = attrs_of(b);
-    let shared: Vec<String> = attrs_of(a)
-        .into_iter()
+    let (a_attrs, b_attrs) = (attrs_of(a), attrs_of(b));
+    let shared: Vec<String> = a_attrs
+        .iter()
         .filter(|x| b_attrs.contains(x))
+        .cloned()
         .collect();
     if shared.is_empty() {
         return Err(AgreeError::Mismatch(format!(
             "no attribute in common ({} has: {}; {} has: {})",
             a.label,
-            attrs_of(a).join(", "),
+            a_attrs.join(", "),
             b.label,
             b_attrs.join(", ")
         )));

@@ -265,7 +265,6 @@ pub struct RemoteScorer {
     languages: Vec<String>,
     concurrency: usize,
     cache: Option<Cache>,
-    requests: AtomicU64,
     cached: AtomicU64,
 }
 
@@ -395,24 +394,13 @@ impl RemoteScorer {
             languages: opts.languages.clone(),
             concurrency,
             cache,
-            requests: AtomicU64::new(0),
             cached: AtomicU64::new(0),
         })
-    }
-
-    /// HTTP requests sent so far (retries included).
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
     }
 
     /// Texts answered from the cache so far.
     pub fn cached(&self) -> u64 {
         self.cached.load(Ordering::Relaxed)
-    }
-
-    /// The cache file, if any.
-    pub fn cache_path(&self) -> Option<&std::path::Path> {
-        self.cache.as_ref().map(Cache::path)
     }
 
     /// Sends one body with the rate limit and the retry policy.
@@ -425,7 +413,6 @@ impl RemoteScorer {
         self.retry
             .call_json(&self.endpoint, key, || {
                 self.limit.wait();
-                self.requests.fetch_add(1, Ordering::Relaxed);
                 let r = self
                     .agent
                     .post(&url)
@@ -518,21 +505,23 @@ impl RemoteScorer {
                         .take(8)
                         .fold(0u64, |h, b| h << 8 | b as u64);
                     let result = self.score_group(&group, key);
+                    // The answers are committed to the cache first, outside the lock the
+                    // other workers hand their results in under.
+                    if let (Ok(values), Some(c)) = (&result, &self.cache) {
+                        let entries: Vec<(String, Vec<f32>)> = idx
+                            .iter()
+                            .zip(values)
+                            .map(|(&i, v)| (keys[i].clone(), v.clone()))
+                            .collect();
+                        if let Err(e) = c.put_many(&self.scope, attrs, &entries) {
+                            if !cache_failed.swap(true, Ordering::Relaxed) {
+                                tracing::warn!("{e}; answers are not being cached");
+                            }
+                        }
+                    }
                     let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
                     match result {
                         Ok(values) => {
-                            if let Some(c) = &self.cache {
-                                let entries: Vec<(String, Vec<f32>)> = idx
-                                    .iter()
-                                    .zip(&values)
-                                    .map(|(&i, v)| (keys[i].clone(), v.clone()))
-                                    .collect();
-                                if let Err(e) = c.put_many(&self.scope, attrs, &entries) {
-                                    if !cache_failed.swap(true, Ordering::Relaxed) {
-                                        tracing::warn!("{e}; answers are not being cached");
-                                    }
-                                }
-                            }
                             d.extend(idx.iter().copied().zip(values.into_iter().map(Ok)));
                         }
                         Err(GroupFailure::Texts(m)) => {
